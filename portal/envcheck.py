@@ -1,0 +1,129 @@
+"""Reading settings from the environment, failing early with a message that names the variable.
+
+Every problem raises ``ImproperlyConfigured`` whose text names the variable, says what is wrong
+and shows a valid example, so an operator can fix ``.env`` without reading code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+EXAMPLES = {
+    "SECRET_KEY": "SECRET_KEY=3b1f0c9e6d0a4f5e8a7c2d1b9e8f7a6c5d4e3f2a1b0c9d8e",
+    "DEBUG": "DEBUG=false",
+    "ALLOWED_HOSTS": "ALLOWED_HOSTS=ledgerlink.example.com,localhost",
+    "CSRF_TRUSTED_ORIGINS": "CSRF_TRUSTED_ORIGINS=https://ledgerlink.example.com",
+    "DATABASE_URL": "DATABASE_URL=postgres://ledgerlink:secret@127.0.0.1:5432/ledgerlink "
+    "(or sqlite:///db.sqlite3)",
+    "REDIS_URL": "REDIS_URL=redis://127.0.0.1:6379/0",
+    "TOKEN_ENCRYPTION_KEYS": "TOKEN_ENCRYPTION_KEYS=<key from `python manage.py "
+    "generate_token_key`>[,<older key>]",
+    "QBO_ENVIRONMENT": "QBO_ENVIRONMENT=emulator (or sandbox, production)",
+    "QBO_EMULATOR_URL": "QBO_EMULATOR_URL=http://127.0.0.1:8765",
+    "QBO_REDIRECT_URI": "QBO_REDIRECT_URI=http://127.0.0.1:8000/integrations/quickbooks/callback/",
+    "STAFF_REQUIRE_MFA": "STAFF_REQUIRE_MFA=true",
+    "SYNC_SCHEDULE_MINUTES": "SYNC_SCHEDULE_MINUTES=15",
+}
+
+
+def fail(variable: str, problem: str) -> ImproperlyConfigured:
+    """Build the start-up error for ``variable``; the caller raises it."""
+    example = EXAMPLES.get(variable, f"{variable}=...")
+    return ImproperlyConfigured(
+        f"Setting {variable} {problem}. Set it in the environment or in .env, for example: "
+        f"{example}"
+    )
+
+
+class Settings:
+    """Typed accessors over one ``environ.Env`` that turn every failure into ``fail()``."""
+
+    def __init__(self, env: environ.Env):
+        self.env = env
+
+    def required_str(self, name: str) -> str:
+        value = self.env.str(name, default="").strip()
+        if not value:
+            raise fail(name, "is missing")
+        return value
+
+    def str(self, name: str, default: str) -> str:
+        return self.env.str(name, default=default).strip()
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.env.str(name, default="").strip().lower()
+        if raw == "":
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise fail(name, f"is {raw!r}, which is not true or false")
+
+    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self.env.str(name, default="").strip()
+        if raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise fail(name, f"is {raw!r}, which is not a whole number") from None
+        if value < minimum:
+            raise fail(name, f"is {value}, which is below the minimum of {minimum}")
+        return value
+
+    def list(self, name: str, default: list[str]) -> list[str]:
+        raw = self.env.str(name, default="")
+        if raw.strip() == "":
+            return list(default)
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default).lower()
+        if value not in choices:
+            raise fail(name, f"is {value!r}; it must be one of {', '.join(choices)}")
+        return value
+
+    def url(self, name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+        value = self.str(name, default)
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise fail(name, f"is {value!r}, which is not a {' or '.join(schemes)} URL")
+        return value
+
+    def database(self, name: str, default: str) -> dict:
+        raw = self.str(name, default)
+        scheme = urlsplit(raw).scheme
+        if scheme not in environ.Env.DB_SCHEMES:
+            raise fail(name, f"has the unknown scheme {scheme!r}")
+        try:
+            config = environ.Env.db_url_config(raw)
+        except Exception as exc:  # django-environ raises several types for bad URLs
+            raise fail(name, f"could not be read ({exc})") from None
+        if not config.get("NAME"):
+            raise fail(name, "names no database")
+        return config
+
+    def fernet_keys(self, name: str) -> list[str]:
+        keys = self.list(name, [])
+        if not keys:
+            raise fail(name, "is missing")
+        for position, key in enumerate(keys, start=1):
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+            except (binascii.Error, ValueError, UnicodeEncodeError):
+                valid = False
+            if not valid:
+                raise fail(
+                    name,
+                    f"has a malformed key in position {position} (a Fernet key is 32 "
+                    "url-safe base64-encoded bytes)",
+                )
+        return keys

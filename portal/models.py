@@ -1,0 +1,257 @@
+"""The portal's own invoicing records: the side of the sync that back-office staff keep."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from portal.money import ZERO, round_money
+
+
+def default_currency() -> str:
+    return settings.DEFAULT_CURRENCY
+
+
+class StaffUserManager(UserManager):
+    @classmethod
+    def normalize_email(cls, email):
+        # Stored lower-case: allauth's sign-in by email matches the stored address exactly.
+        return (email or "").strip().lower()
+
+
+class User(AbstractUser):
+    """A staff member. Kept as the project's own model so it can grow without a migration dance."""
+
+    objects = StaffUserManager()
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                condition=~models.Q(email=""),
+                name="portal_user_email_unique_ci",
+                violation_error_message="Another staff member already uses this email address.",
+            )
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = type(self).objects.normalize_email(self.email)
+
+
+class TimestampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Customer(TimestampedModel):
+    display_name = models.CharField(
+        max_length=500, help_text="The name on invoices; unique, whatever the letter case."
+    )
+    company_name = models.CharField(max_length=100, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=30, blank=True)
+    billing_line1 = models.CharField("address line 1", max_length=500, blank=True)
+    billing_line2 = models.CharField("address line 2", max_length=500, blank=True)
+    billing_city = models.CharField("city", max_length=255, blank=True)
+    billing_region = models.CharField("state / region", max_length=255, blank=True)
+    billing_postal_code = models.CharField("postal code", max_length=31, blank=True)
+    billing_country = models.CharField("country", max_length=255, blank=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = [Lower("display_name")]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("display_name"),
+                name="portal_customer_display_name_unique_ci",
+                violation_error_message="A customer with this display name already exists "
+                "(names are compared without regard to letter case).",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def billing_address(self) -> str:
+        parts = [
+            self.billing_line1,
+            self.billing_line2,
+            " ".join(p for p in (self.billing_city, self.billing_region) if p),
+            self.billing_postal_code,
+            self.billing_country,
+        ]
+        return ", ".join(p for p in parts if p)
+
+
+class Item(TimestampedModel):
+    class Type(models.TextChoices):
+        SERVICE = "service", "Service"
+        NON_INVENTORY = "non_inventory", "Non-inventory"
+        INVENTORY = "inventory", "Inventory"
+
+    name = models.CharField(max_length=100, unique=True)
+    sku = models.CharField("SKU", max_length=100, blank=True)
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.SERVICE)
+    description = models.TextField(blank=True, max_length=4000)
+    # Unit prices, so four places like an invoice line's unit price.
+    sales_price = models.DecimalField(
+        max_digits=14, decimal_places=4, default=ZERO, validators=[MinValueValidator(ZERO)]
+    )
+    purchase_cost = models.DecimalField(
+        max_digits=14, decimal_places=4, default=ZERO, validators=[MinValueValidator(ZERO)]
+    )
+    quantity_on_hand = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=ZERO,
+        help_text="Tracked for inventory items only.",
+    )
+    taxable = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.type != self.Type.INVENTORY and self.quantity_on_hand:
+            raise ValidationError(
+                {
+                    "quantity_on_hand": "Only inventory items track a quantity on hand; "
+                    "set it to 0 or change the type to Inventory."
+                }
+            )
+
+
+class TaxRate(TimestampedModel):
+    name = models.CharField(max_length=100, unique=True)
+    percent = models.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="For example 8.25 for 8.25%.",
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.percent.normalize():f}%)"
+
+
+class Invoice(TimestampedModel):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SENT = "sent", "Sent"
+        PARTIALLY_PAID = "partially_paid", "Partially paid"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+
+    number = models.CharField(max_length=30, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    issue_date = models.DateField(default=timezone.localdate)
+    due_date = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    currency = models.CharField(max_length=3, default=default_currency)
+    customer_memo = models.TextField(
+        blank=True, max_length=1000, help_text="Shown to the customer."
+    )
+    private_note = models.TextField(blank=True, max_length=4000, help_text="Internal only.")
+    billing_email = models.EmailField(blank=True)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+    tax_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+
+    class Meta:
+        ordering = ["-issue_date", "-number"]
+        permissions = [
+            ("sync_invoice", "Can sync invoices with QuickBooks and retry failed syncs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invoice {self.number}"
+
+    def clean(self) -> None:
+        if self.due_date and self.issue_date and self.due_date < self.issue_date:
+            raise ValidationError({"due_date": "The due date cannot be before the issue date."})
+        if self.currency and (len(self.currency) != 3 or not self.currency.isalpha()):
+            raise ValidationError({"currency": "Use a 3-letter ISO currency code, like USD."})
+
+    def compute_totals(self, lines=None) -> tuple[Decimal, Decimal, Decimal]:
+        """Return (subtotal, tax, total) from the lines.
+
+        Tax is worked out per tax rate on the sum of the lines at that rate, then rounded half
+        up to the cent, as QuickBooks does for a transaction's tax lines; so three lines at one
+        rate are taxed once, not rounded three times.
+        """
+        lines = list(self.lines.all() if lines is None else lines)
+        subtotal = sum((line.amount for line in lines), ZERO)
+        taxable_by_rate: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
+        for line in lines:
+            if line.tax_rate_id is not None:
+                taxable_by_rate[line.tax_rate.percent] += line.amount
+        tax = sum(
+            (
+                round_money(amount * percent / Decimal(100))
+                for percent, amount in taxable_by_rate.items()
+            ),
+            ZERO,
+        )
+        return round_money(subtotal), round_money(tax), round_money(subtotal + tax)
+
+    def refresh_totals(self) -> None:
+        """Recompute and store subtotal, tax and total from the saved lines."""
+        lines = self.lines.select_related("tax_rate")
+        self.subtotal, self.tax_total, self.total = self.compute_totals(lines)
+        Invoice.objects.filter(pk=self.pk).update(
+            subtotal=self.subtotal, tax_total=self.tax_total, total=self.total
+        )
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(default=0)
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="invoice_lines")
+    description = models.CharField(max_length=4000, blank=True)
+    # Quantities and unit prices keep four places (QuickBooks keeps up to five); only amounts
+    # and totals are money, rounded to the cent.
+    quantity = models.DecimalField(
+        max_digits=14, decimal_places=4, default=Decimal("1"), validators=[MinValueValidator(ZERO)]
+    )
+    unit_price = models.DecimalField(max_digits=14, decimal_places=4)
+    tax_rate = models.ForeignKey(
+        TaxRate, on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_lines"
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.item}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.amount = self.compute_amount()
+        super().save(*args, **kwargs)
+
+    def compute_amount(self) -> Decimal:
+        if self.quantity is None or self.unit_price is None:
+            return ZERO
+        return round_money(Decimal(self.quantity) * Decimal(self.unit_price))

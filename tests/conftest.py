@@ -1,0 +1,100 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import pytest
+
+LOOPBACK_NAMES = {"localhost", "testserver", ""}
+
+
+def _is_loopback(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _block_internet(monkeypatch):
+    """Refuse any connection that leaves the machine: tests talk to loopback services only."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            raise RuntimeError(f"Tests may not reach the network (tried {address[0]!r}).")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Django is imported lazily so the emulator's tests also run with `-p no:django`.
+    from django.conf import settings
+
+    if not settings.configured:
+        yield
+        return
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user_factory(db, django_user_model):
+    """Make staff users: ``user_factory(role="Billing staff", with_totp=True)``."""
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from django.contrib.auth.models import Group
+
+    counter = {"n": 0}
+
+    def make(
+        *,
+        username: str | None = None,
+        password: str = "correct horse battery staple",
+        role: str | None = None,
+        superuser: bool = False,
+        staff: bool = True,
+        with_totp: bool = False,
+        email: str | None = None,
+    ):
+        counter["n"] += 1
+        username = username or f"staff{counter['n']}"
+        user = django_user_model.objects.create_user(
+            username=username,
+            email=email or f"{username}@ledgerlink.example",
+            password=password,
+            is_staff=staff,
+            is_superuser=superuser,
+        )
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        user.plain_password = password
+        user.totp_secret = None
+        if with_totp:
+            user.totp_secret = generate_totp_secret()
+            TOTP.activate(user, user.totp_secret)
+        return user
+
+    return make
+
+
+def totp_code(secret: str) -> str:
+    """The current TOTP code for ``secret``, as an authenticator app would show it."""
+    from allauth.mfa.totp.internal.auth import (
+        format_hotp_value,
+        hotp_value,
+        yield_hotp_counters_from_time,
+    )
+
+    counters = list(yield_hotp_counters_from_time())
+    return format_hotp_value(hotp_value(secret, counters[len(counters) // 2]))

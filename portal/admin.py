@@ -89,11 +89,14 @@ class InvoiceAdmin(admin.ModelAdmin):
     date_hierarchy = "issue_date"
     autocomplete_fields = ["customer"]
     inlines = [InvoiceLineInline]
-    readonly_fields = ["subtotal", "tax_total", "total"]
+    readonly_fields = ["subtotal", "tax_total", "total", "amount_paid", "balance_due"]
     fieldsets = [
         (None, {"fields": [("number", "status"), "customer", ("issue_date", "due_date")]}),
-        ("Billing", {"fields": ["currency", "billing_email", "customer_memo", "private_note"]}),
-        ("Totals", {"fields": ["subtotal", "tax_total", "total"]}),
+        (
+            "Billing",
+            {"fields": ["currency", "billing_email", "reference", "customer_memo", "private_note"]},
+        ),
+        ("Totals", {"fields": ["subtotal", "tax_total", "total", "amount_paid", "balance_due"]}),
     ]
 
     def save_related(self, request, form, formsets, change):

@@ -18,7 +18,13 @@ def ledgerlink_settings_check(app_configs, **kwargs):
                 id="ledgerlink.E001",
             )
         )
-    if not settings.DEBUG and settings.EMAIL_BACKEND.endswith("console.EmailBackend"):
+    return problems
+
+
+@register(deploy=True)
+def ledgerlink_deploy_check(app_configs, **kwargs):
+    problems = []
+    if settings.EMAIL_BACKEND.endswith("console.EmailBackend"):
         problems.append(
             Warning(
                 "Password-reset emails are printed to the console, not sent.",

@@ -175,9 +175,17 @@ class Invoice(TimestampedModel):
     )
     private_note = models.TextField(blank=True, max_length=4000, help_text="Internal only.")
     billing_email = models.EmailField(blank=True)
+    reference = models.CharField(
+        "reference / PO number",
+        max_length=100,
+        blank=True,
+        help_text="The customer's purchase order or reference, if any.",
+    )
     subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
     tax_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
     total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+    # Payments are recorded in QuickBooks; the pull brings back how much of the total is paid.
+    amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
 
     class Meta:
         ordering = ["-issue_date", "-number"]
@@ -193,6 +201,10 @@ class Invoice(TimestampedModel):
             raise ValidationError({"due_date": "The due date cannot be before the issue date."})
         if self.currency and (len(self.currency) != 3 or not self.currency.isalpha()):
             raise ValidationError({"currency": "Use a 3-letter ISO currency code, like USD."})
+
+    @property
+    def balance_due(self) -> Decimal:
+        return round_money(self.total - self.amount_paid)
 
     def compute_totals(self, lines=None) -> tuple[Decimal, Decimal, Decimal]:
         """Return (subtotal, tax, total) from the lines.

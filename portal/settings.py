@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "django_q",
     "portal.apps.PortalConfig",
+    "integrations.apps.IntegrationsConfig",
+    "sync.apps.SyncConfig",
 ]
 
 MIDDLEWARE = [

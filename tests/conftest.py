@@ -98,3 +98,85 @@ def totp_code(secret: str) -> str:
 
     counters = list(yield_hotp_counters_from_time())
     return format_hotp_value(hotp_value(secret, counters[len(counters) // 2]))
+
+
+# --- QuickBooks emulator ---------------------------------------------------------------------
+
+EMULATOR_CLIENT_ID = "ledgerlink-test-client"
+EMULATOR_CLIENT_SECRET = "ledgerlink-test-secret"
+EMULATOR_REDIRECT_URI = "http://testserver/integrations/quickbooks/callback/"
+EMULATOR_VERIFIER = "ledgerlink-test-verifier"
+
+
+@pytest.fixture(scope="session")
+def qbo_emulator():
+    """The QBO emulator over real HTTP on a loopback port, for the whole session."""
+    from integrations.quickbooks.emulator import start_emulator
+
+    try:
+        emulator = start_emulator(
+            client_id=EMULATOR_CLIENT_ID,
+            client_secret=EMULATOR_CLIENT_SECRET,
+            redirect_uris=[EMULATOR_REDIRECT_URI],
+            webhook_verifier=EMULATOR_VERIFIER,
+            throttle=False,
+        )
+    except OSError as exc:  # pragma: no cover - only when loopback is unusable
+        pytest.fail(f"The QBO emulator could not start on 127.0.0.1: {exc}")
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def qbo(qbo_emulator, settings):
+    """Point the portal at the emulator, with a fresh sandbox company for this test."""
+    settings.QBO_ENVIRONMENT = "emulator"
+    settings.QBO_EMULATOR_URL = qbo_emulator.base_url
+    settings.QBO_CLIENT_ID = EMULATOR_CLIENT_ID
+    settings.QBO_CLIENT_SECRET = EMULATOR_CLIENT_SECRET
+    settings.QBO_REDIRECT_URI = EMULATOR_REDIRECT_URI
+    settings.QBO_WEBHOOK_VERIFIER_TOKEN = EMULATOR_VERIFIER
+    realm_id = qbo_emulator.realm_ids[0]
+    qbo_emulator.app.reset_realm(realm_id)
+    qbo_emulator.app.clear_log()
+    return qbo_emulator
+
+
+@pytest.fixture
+def qbo_ui(qbo):
+    from tests.qbo import EmulatorUI
+
+    return EmulatorUI(qbo, qbo.realm_ids[0])
+
+
+@pytest.fixture
+def connection_factory(db, qbo):
+    """A connected company with real emulator tokens (as after the Connect flow)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations import crypto
+    from integrations.models import Connection
+
+    def make(realm_id: str | None = None, **fields):
+        realm_id = realm_id or qbo.realm_ids[0]
+        tokens = qbo.tokens(realm_id)
+        now = timezone.now()
+        defaults = {
+            "company_name": dict(qbo.app.companies).get(realm_id, ""),
+            "status": Connection.Status.CONNECTED,
+            "access_token_encrypted": crypto.encrypt(tokens["access_token"]),
+            "refresh_token_encrypted": crypto.encrypt(tokens["refresh_token"]),
+            "access_token_expires_at": now + timedelta(seconds=tokens["expires_in"]),
+            "refresh_token_expires_at": now
+            + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
+            "connected_at": now,
+        }
+        defaults.update(fields)
+        connection, _ = Connection.objects.update_or_create(
+            environment="emulator", realm_id=realm_id, defaults=defaults
+        )
+        return connection
+
+    return make

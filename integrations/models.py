@@ -1,0 +1,313 @@
+"""The QuickBooks connection and what Ledgerlink keeps of the company's lists."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from integrations import crypto
+
+# A refresh token this close to its end shows a warning in the admin.
+REFRESH_WARNING = timedelta(days=21)
+
+
+class Connection(models.Model):
+    """One QuickBooks company (realm) connected through OAuth 2.0."""
+
+    class Environment(models.TextChoices):
+        EMULATOR = "emulator", "Emulator"
+        SANDBOX = "sandbox", "Sandbox"
+        PRODUCTION = "production", "Production"
+
+    class Status(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    environment = models.CharField(max_length=20, choices=Environment.choices)
+    realm_id = models.CharField("company (realm) ID", max_length=32)
+    company_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTED)
+    access_token_encrypted = models.TextField(blank=True, editable=False)
+    refresh_token_encrypted = models.TextField(blank=True, editable=False)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refresh_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Compare-and-swap guard: every token write bumps it, so two workers never both refresh
+    # with (and so spend) the same refresh token. Works on SQLite, where select_for_update
+    # does nothing.
+    token_version = models.PositiveIntegerField(default=0, editable=False)
+    refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    connected_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    accounts_fetched_at = models.DateTimeField(null=True, blank=True)
+    income_account = models.ForeignKey(
+        "QuickBooksAccount",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Income account new items are created with.",
+    )
+    expense_account = models.ForeignKey(
+        "QuickBooksAccount",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Expense (cost of goods sold) account for new inventory items.",
+    )
+    asset_account = models.ForeignKey(
+        "QuickBooksAccount",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Inventory asset account for new inventory items.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-connected_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "realm_id"], name="integrations_connection_unique_realm"
+            )
+        ]
+        permissions = [("manage_connection", "Can connect and disconnect QuickBooks")]
+
+    def __str__(self) -> str:
+        return self.company_name or f"QuickBooks company {self.realm_id}"
+
+    def __repr__(self) -> str:
+        # Never the tokens, not even encrypted.
+        return f"<Connection {self.pk} realm={self.realm_id} status={self.status}>"
+
+    @property
+    def access_token(self) -> str:
+        return crypto.decrypt(self.access_token_encrypted)
+
+    @property
+    def refresh_token(self) -> str:
+        return crypto.decrypt(self.refresh_token_encrypted)
+
+    @property
+    def is_connected(self) -> bool:
+        return self.status == self.Status.CONNECTED
+
+    @property
+    def refresh_token_expiring_soon(self) -> bool:
+        return bool(
+            self.is_connected
+            and self.refresh_token_expires_at
+            and self.refresh_token_expires_at - timezone.now() < REFRESH_WARNING
+        )
+
+
+class QuickBooksAccount(models.Model):
+    """An account from the company's chart of accounts, as last fetched."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="accounts")
+    qbo_id = models.CharField("QuickBooks ID", max_length=32)
+    name = models.CharField(max_length=255)
+    fully_qualified_name = models.CharField(max_length=1000, blank=True)
+    account_type = models.CharField(max_length=64)
+    account_sub_type = models.CharField(max_length=64, blank=True)
+    classification = models.CharField(max_length=32, blank=True)
+    active = models.BooleanField(default=True)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["account_type", "fully_qualified_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "qbo_id"], name="integrations_account_unique_qbo_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fully_qualified_name or self.name} ({self.account_type})"
+
+
+class QuickBooksTaxCode(models.Model):
+    """A sales tax code from the company, as last fetched (the tax mapping's choices)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="tax_codes")
+    qbo_id = models.CharField("QuickBooks ID", max_length=32)
+    name = models.CharField(max_length=255)
+    description = models.CharField(max_length=1000, blank=True)
+    taxable = models.BooleanField(default=True)
+    tax_group = models.BooleanField(default=False)
+    rate_percent = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+    active = models.BooleanField(default=True)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "qbo_id"], name="integrations_taxcode_unique_qbo_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        if self.rate_percent is not None:
+            return f"{self.name} ({self.rate_percent.normalize():f}%)"
+        return self.name
+
+
+class SyncConfiguration(models.Model):
+    """How the Invoices app syncs with one QuickBooks company."""
+
+    class App(models.TextChoices):
+        INVOICES = "invoices", "Invoices"
+
+    class SyncType(models.TextChoices):
+        ONE_WAY = "one_way", "One-way (portal to QuickBooks)"
+        TWO_WAY = "two_way", "Two-way"
+
+    class ConflictRule(models.TextChoices):
+        HOLD = "hold", "Hold for review (nothing overwritten)"
+        QBO_WINS = "qbo_wins", "QuickBooks wins"
+        PORTAL_WINS = "portal_wins", "Portal wins"
+
+    connection = models.OneToOneField(
+        Connection, on_delete=models.CASCADE, related_name="sync_configuration"
+    )
+    app = models.CharField(max_length=20, choices=App.choices, default=App.INVOICES)
+    sync_type = models.CharField(max_length=10, choices=SyncType.choices, default=SyncType.TWO_WAY)
+    enabled = models.BooleanField("sync on", default=True)
+    push_on_save = models.BooleanField(
+        default=True, help_text="Queue a push as soon as an invoice is saved in the portal."
+    )
+    pull_interval_minutes = models.PositiveIntegerField(
+        "pull every (minutes)",
+        default=15,
+        validators=[MinValueValidator(1)],
+        help_text="How often the schedule pulls changes from QuickBooks (two-way only).",
+    )
+    first_invoice_date = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Invoices issued before this date are left alone on both sides.",
+    )
+    auto_create_customers = models.BooleanField(
+        default=True, help_text="Create a customer in QuickBooks when none has the same name."
+    )
+    auto_create_items = models.BooleanField(
+        default=True, help_text="Create an item in QuickBooks when none has the same name."
+    )
+    conflict_rule = models.CharField(
+        max_length=20,
+        choices=ConflictRule.choices,
+        default=ConflictRule.HOLD,
+        help_text="What happens when an invoice changed on both sides since they last agreed.",
+    )
+    # CDC cursor: changes up to this instant have been pulled.
+    pull_cursor = models.DateTimeField(null=True, blank=True, editable=False)
+    last_pull_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_push_at = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "sync configuration"
+
+    def __str__(self) -> str:
+        return f"{self.get_app_display()} sync for {self.connection}"
+
+    @property
+    def two_way(self) -> bool:
+        return self.sync_type == self.SyncType.TWO_WAY
+
+
+class TaxMapping(models.Model):
+    """A portal tax rate and the QuickBooks tax code its invoices are sent with."""
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="tax_mappings"
+    )
+    tax_rate = models.ForeignKey("portal.TaxRate", on_delete=models.CASCADE, related_name="+")
+    tax_code = models.ForeignKey(QuickBooksTaxCode, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "tax_rate"], name="integrations_taxmapping_unique_rate"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tax_rate} -> {self.tax_code}"
+
+
+class FieldMapping(models.Model):
+    """One invoice field and the QuickBooks field it maps to, and which way it flows."""
+
+    class Direction(models.TextChoices):
+        BOTH = "both", "Both ways"
+        TO_QBO = "to_qbo", "Portal to QuickBooks"
+        FROM_QBO = "from_qbo", "QuickBooks to portal"
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="field_mappings"
+    )
+    local_field = models.CharField(max_length=50)
+    qbo_field = models.CharField("QuickBooks field", max_length=50, blank=True)
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.BOTH)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "local_field"], name="integrations_fieldmapping_unique_field"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.local_field} -> {self.qbo_field or '(not mapped)'}"
+
+    @property
+    def to_qbo(self) -> bool:
+        return bool(self.qbo_field) and self.direction in (
+            self.Direction.BOTH,
+            self.Direction.TO_QBO,
+        )
+
+    @property
+    def from_qbo(self) -> bool:
+        return bool(self.qbo_field) and self.direction in (
+            self.Direction.BOTH,
+            self.Direction.FROM_QBO,
+        )
+
+
+class WebhookEvent(models.Model):
+    """One change Intuit notified, recorded once so a redelivery is not processed twice."""
+
+    event_key = models.CharField(max_length=255, unique=True)
+    realm_id = models.CharField(max_length=32)
+    entity = models.CharField(max_length=50)
+    entity_id = models.CharField(max_length=32)
+    operation = models.CharField(max_length=20)
+    occurred_at = models.CharField(max_length=40, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.entity} {self.entity_id} (realm {self.realm_id})"

@@ -1,0 +1,1099 @@
+"""QBO's write rules for the emulated entities (qbo-api.md sections 8 and 9).
+
+``Company`` wraps one realm and performs create, update (full and sparse), delete and void,
+validating the way QBO does and recording the change events that feed webhooks and CDC.
+Callers hold ``realm.lock`` around every call.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from . import errors
+from .clock import Clock, iso_seconds, iso_utc
+from .store import NAME_LISTS, SINGLETONS, TRANSACTIONS, Realm
+
+CENT = Decimal("0.01")
+DELETED_SUFFIX = " (deleted)"
+DELETED_NAME = re.compile(r" \(deleted(?:-\d+)?\)$")
+FORBIDDEN_NAME_CHARS = (":", "\t", "\n")
+
+
+def _fields(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+COMMON_FIELDS = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "status"})
+ALLOWED_FIELDS: dict[str, frozenset[str]] = {
+    "Customer": _fields(
+        "Title GivenName MiddleName FamilyName Suffix DisplayName FullyQualifiedName "
+        "CompanyName PrintOnCheckName Active PrimaryPhone AlternatePhone Mobile Fax "
+        "PrimaryEmailAddr WebAddr OtherContactInfo DefaultTaxCodeRef Taxable BillAddr "
+        "ShipAddr Notes Job BillWithParent ParentRef Level SalesTermRef PaymentMethodRef "
+        "Balance OpenBalanceDate BalanceWithJobs CurrencyRef PreferredDeliveryMethod "
+        "ResaleNum TaxExemptionReasonId ARAccountRef PrimaryTaxIdentifier "
+        "SecondaryTaxIdentifier CustomerTypeRef BusinessNumber GSTIN GSTRegistrationType "
+        "IsProject ClientEntityId Source V4IDPseudonym TaxRegimeRef"
+    ),
+    "Item": _fields(
+        "Name Sku Description Active SubItem ParentRef Level FullyQualifiedName Taxable "
+        "SalesTaxIncluded UnitPrice RatePercent Type PaymentMethodRef UOMSetRef "
+        "IncomeAccountRef PurchaseDesc PurchaseTaxIncluded PurchaseCost ExpenseAccountRef "
+        "COGSAccountRef AssetAccountRef PrefVendorRef AvgCost TrackQtyOnHand QtyOnHand "
+        "QtyOnPurchaseOrder QtyOnSalesOrder ReorderPoint ManPartNum DepositToAccountRef "
+        "SalesTaxCodeRef PurchaseTaxCodeRef InvStartDate BuildPoint PrintGroupedItems "
+        "SpecialItem SpecialItemType ItemGroupDetail ItemAssemblyDetail AbatementRate "
+        "ReverseChargeRate ServiceType ItemCategoryType ItemEx TaxClassificationRef "
+        "ClassRef Source"
+    ),
+    "Account": _fields(
+        "Name SubAccount ParentRef Description FullyQualifiedName Active Classification "
+        "AccountType AccountSubType AcctNum BankNum OpeningBalance OpeningBalanceDate "
+        "CurrentBalance CurrentBalanceWithSubAccounts CurrencyRef TaxAccount TaxCodeRef "
+        "OnlineBankingEnabled FIName JournalCodeRef AccountAlias TxnLocationType"
+    ),
+    "Invoice": _fields(
+        "DocNumber TxnDate DepartmentRef CurrencyRef ExchangeRate PrivateNote TxnStatus "
+        "LinkedTxn Line TxnTaxDetail CustomerRef CustomerMemo BillAddr ShipAddr "
+        "FreeFormAddress ShipFromAddr RemitToRef ClassRef SalesTermRef DueDate "
+        "GlobalTaxCalculation ShipMethodRef ShipDate TrackingNum TotalAmt HomeTotalAmt "
+        "ApplyTaxAfterDiscount PrintStatus EmailStatus BillEmail BillEmailCc BillEmailBcc "
+        "DeliveryInfo Balance HomeBalance Deposit DepositToAccountRef AllowIPNPayment "
+        "AllowOnlinePayment AllowOnlineCreditCardPayment AllowOnlineACHPayment CustomField "
+        "AutoDocNumber TransactionLocationType TaxExemptionRef InvoiceLink ProjectRef "
+        "RecurDataRef TxnSource Tag"
+    ),
+    "Payment": _fields(
+        "TxnDate CustomerRef ARAccountRef DepositToAccountRef PaymentMethodRef "
+        "PaymentRefNum CreditCardPayment TotalAmt UnappliedAmt ProcessPayment CurrencyRef "
+        "ExchangeRate PrivateNote TxnStatus Line LinkedTxn TxnSource ProjectRef "
+        "TransactionLocationType DepartmentRef"
+    ),
+}
+
+# Read-only fields the server keeps across a full update (everything else left out of a
+# full update is cleared, as QBO documents).
+READ_ONLY = {
+    "Customer": ("Balance", "BalanceWithJobs"),
+    "Item": (),
+    "Account": ("CurrentBalance", "CurrentBalanceWithSubAccounts"),
+    "Invoice": (),
+    "Payment": (),
+    "CompanyInfo": (),
+    "Preferences": (),
+}
+
+ACCOUNT_TYPES = {
+    "Bank": ("Asset", "Checking"),
+    "Accounts Receivable": ("Asset", "AccountsReceivable"),
+    "Other Current Asset": ("Asset", "OtherCurrentAssets"),
+    "Fixed Asset": ("Asset", "OtherFixedAssets"),
+    "Other Asset": ("Asset", "OtherLongTermAssets"),
+    "Accounts Payable": ("Liability", "AccountsPayable"),
+    "Credit Card": ("Liability", "CreditCard"),
+    "Other Current Liability": ("Liability", "OtherCurrentLiabilities"),
+    "Long Term Liability": ("Liability", "OtherLongTermLiabilities"),
+    "Equity": ("Equity", "OpeningBalanceEquity"),
+    "Income": ("Revenue", "SalesOfProductIncome"),
+    "Cost of Goods Sold": ("Expense", "SuppliesMaterialsCogs"),
+    "Expense": ("Expense", "OtherMiscellaneousServiceCost"),
+    "Other Income": ("Revenue", "OtherMiscellaneousIncome"),
+    "Other Expense": ("Expense", "OtherMiscellaneousExpense"),
+    "Non-Posting": ("Asset", "OtherNonPosting"),
+}
+# Enough of the XSD subtype enum to infer an AccountType when only the subtype is sent.
+SUBTYPE_TO_TYPE = {
+    "Checking": "Bank",
+    "Savings": "Bank",
+    "AccountsReceivable": "Accounts Receivable",
+    "Inventory": "Other Current Asset",
+    "UndepositedFunds": "Other Current Asset",
+    "OtherCurrentAssets": "Other Current Asset",
+    "AccountsPayable": "Accounts Payable",
+    "SalesOfProductIncome": "Income",
+    "ServiceFeeIncome": "Income",
+    "DiscountsRefundsGiven": "Income",
+    "SuppliesMaterialsCogs": "Cost of Goods Sold",
+    "CostOfLaborCos": "Cost of Goods Sold",
+    "OfficeGeneralAdministrativeExpenses": "Expense",
+    "OtherMiscellaneousServiceCost": "Expense",
+}
+ITEM_TYPES_WITH_INCOME = frozenset({"Service", "NonInventory", "Inventory"})
+ITEM_TYPES = frozenset({"Service", "NonInventory", "Inventory", "Category"})
+
+
+def money(value: object, element: str = "Amount") -> Decimal:
+    """Parse a JSON number into Decimal; a non-number is QBO's 2010 deserialisation error."""
+    if isinstance(value, bool) or value is None:
+        raise errors.unsupported_property(
+            element, "", f"Property Name:{element} must be a number, supplied value:{value}"
+        )
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise errors.unsupported_property(
+            element, "", f"Property Name:{element} must be a number, supplied value:{value}"
+        ) from None
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def wire_number(value: Decimal) -> float | int:
+    """QBO prints amounts as JSON numbers (``100.0``), quantities as given."""
+    return float(value)
+
+
+class Company:
+    """Writes to one realm following QBO's rules; collects change events for webhooks."""
+
+    def __init__(self, realm: Realm, clock: Clock, *, user: str = "Emulator User") -> None:
+        self.realm = realm
+        self.clock = clock
+        self.user = user
+        # (entity, Id, operation, LastUpdated in UTC) for every change, in order.
+        self.events: list[tuple[str, str, str, str]] = []
+
+    # -- reads ------------------------------------------------------------------------
+
+    def read(self, entity: str, obj_id: str) -> dict:
+        """Return the object, or raise the 610 fault QBO gives for an unknown or deleted Id.
+
+        QBO answers a read of a missing Id with 400/610 "Object Not Found" rather than 404;
+        404 is kept for unknown URLs.
+        """
+        if entity in SINGLETONS:
+            obj = self.realm.singleton(entity)
+            if obj and obj_id in (obj.get("Id"), self.realm.realm_id):
+                return obj
+            raise errors.not_found()
+        obj = self.realm.get(entity, obj_id)
+        if obj is None:
+            raise errors.not_found()
+        return obj
+
+    # -- create / update --------------------------------------------------------------
+
+    def save(
+        self,
+        entity: str,
+        body: dict,
+        *,
+        include: frozenset[str] = frozenset(),
+        ui: bool = False,
+    ) -> dict:
+        """Create (no ``Id``) or update (``Id`` + ``SyncToken``, optional ``sparse``).
+
+        With ``ui=True`` the change is made as a person in the QBO UI would: the current
+        SyncToken is used when none is given, and updates are sparse unless told otherwise.
+        Raises ApiError with QBO's code on any rule violation.
+        """
+        if entity in ("TaxCode", "TaxRate"):
+            # US tax codes and rates are read-only in the v3 API (non-US codes go through
+            # /taxservice/taxcode, which the emulator does not serve).
+            raise errors.unsupported_operation("Create" if "Id" not in body else "Update")
+        self._check_fields(entity, body)
+        if body.get("Id") in (None, "") and entity not in SINGLETONS:
+            existing = None
+            merged = {k: v for k, v in body.items() if k not in COMMON_FIELDS}
+        else:
+            existing = self._existing(entity, body, ui=ui)
+            sparse = body.get("sparse") is True or (ui and body.get("sparse") is not False)
+            payload = {k: v for k, v in body.items() if k not in COMMON_FIELDS}
+            if sparse:
+                # Sparse merges top-level elements only: a sent aggregate (an address, the
+                # Line array) replaces the stored one as a whole.
+                merged = {k: v for k, v in existing.items() if k not in COMMON_FIELDS}
+                merged.update(payload)
+                if entity == "Customer" and not str(payload.get("DisplayName", "x")).strip():
+                    # DisplayName cannot be cleared by a sparse update.
+                    merged["DisplayName"] = existing.get("DisplayName")
+            else:
+                merged = payload
+                for key in READ_ONLY.get(entity, ()):
+                    if key in existing:
+                        merged[key] = existing[key]
+        normalize = getattr(self, f"_normalize_{entity.lower()}")
+        # A sparse update goes through the same validation as a create, after merging.
+        obj, operation = normalize(merged, existing, include)
+        ts = self._stamp(obj, existing, entity)
+        self._commit(entity, obj, operation or ("Update" if existing else "Create"), ts)
+        self._after_write(entity, existing, obj, ts)
+        return self.realm.get(entity, obj["Id"]) if entity not in SINGLETONS else obj
+
+    # -- delete / void ----------------------------------------------------------------
+
+    def delete(self, entity: str, body: dict, *, ui: bool = False) -> dict:
+        """Delete a transaction; name-list entities are made inactive instead (QBO refuses)."""
+        if entity not in TRANSACTIONS:
+            raise errors.unsupported_operation("Delete")
+        existing = self._existing(entity, body, ui=ui)
+        ts = self.clock.time()
+        obj_id = existing["Id"]
+        if entity == "Invoice":
+            self._unlink_payments(obj_id, ts)
+            self._adjust_stock(existing.get("Line"), None)
+        del self.realm.objects[entity][obj_id]
+        self.realm.tombstones[entity][obj_id] = iso_seconds(ts)
+        self.events.append((entity, obj_id, "Delete", iso_utc(ts)))
+        if entity == "Payment":
+            self._refresh_invoices(_linked_invoice_ids(existing), ts)
+        else:
+            self._refresh_customer_balance(existing.get("CustomerRef", {}).get("value"))
+        return {"domain": "QBO", "status": "Deleted", "Id": obj_id}
+
+    def void(self, entity: str, body: dict, *, ui: bool = False) -> dict:
+        """Void an invoice or payment: kept, amounts zeroed, PrivateNote "Voided"."""
+        if entity not in TRANSACTIONS:
+            raise errors.unsupported_operation("Void")
+        existing = self._existing(entity, body, ui=ui)
+        ts = self.clock.time()
+        obj = copy.deepcopy(existing)
+        obj["PrivateNote"] = "Voided"
+        if entity == "Invoice":
+            self._unlink_payments(existing["Id"], ts)
+            self._adjust_stock(existing.get("Line"), None)
+            for line in obj.get("Line", []):
+                line["Amount"] = 0.0
+                detail = line.get("SalesItemLineDetail")
+                if detail and "Qty" in detail:
+                    detail["Qty"] = 0
+            tax = obj.get("TxnTaxDetail")
+            if tax:
+                tax["TotalTax"] = 0.0
+                for tax_line in tax.get("TaxLine", []):
+                    tax_line["Amount"] = 0.0
+                    tax_line.get("TaxLineDetail", {})["NetAmountTaxable"] = 0.0
+            obj["TotalAmt"] = 0.0
+            obj["Balance"] = 0.0
+            obj.pop("LinkedTxn", None)
+        else:
+            for line in obj.get("Line", []):
+                line["Amount"] = 0.0
+            obj["TotalAmt"] = 0.0
+            obj["UnappliedAmt"] = 0.0
+        self._stamp(obj, existing, entity)
+        self._commit(entity, obj, "Void", ts)
+        if entity == "Payment":
+            self._refresh_invoices(_linked_invoice_ids(existing), ts)
+        else:
+            self._refresh_customer_balance(obj["CustomerRef"]["value"])
+        return self.realm.get(entity, obj["Id"])
+
+    # -- shared helpers ---------------------------------------------------------------
+
+    def _check_fields(self, entity: str, body: dict) -> None:
+        allowed = ALLOWED_FIELDS.get(entity)
+        if allowed is None:
+            return
+        for key in body:
+            if key not in allowed and key not in COMMON_FIELDS:
+                raise errors.unsupported_property(key, entity)
+
+    def _existing(self, entity: str, body: dict, *, ui: bool) -> dict:
+        obj_id = body.get("Id")
+        if entity in SINGLETONS:
+            existing = self.realm.singleton(entity)
+            if not existing or (obj_id not in (None, existing.get("Id"))):
+                raise errors.not_found()
+        else:
+            if obj_id in (None, ""):
+                raise errors.required("Id")
+            existing = self.realm.get(entity, str(obj_id))
+            if existing is None:
+                raise errors.not_found()
+        token = body.get("SyncToken")
+        if token is None:
+            if not ui:
+                raise errors.required("SyncToken")
+            token = existing.get("SyncToken", "0")
+        if str(token) != str(existing.get("SyncToken", "0")):
+            raise errors.stale_object(self.user)
+        return existing
+
+    def _stamp(self, obj: dict, existing: dict | None, entity: str) -> float:
+        ts = self.clock.time()
+        if existing is None:
+            obj["Id"] = self.realm.allocate_id(entity)
+            obj["SyncToken"] = "0"
+            created = iso_seconds(ts)
+        else:
+            obj["Id"] = existing["Id"]
+            obj["SyncToken"] = str(int(existing.get("SyncToken", "0")) + 1)
+            created = existing.get("MetaData", {}).get("CreateTime", iso_seconds(ts))
+        obj["domain"] = "QBO"
+        obj["sparse"] = False
+        obj["MetaData"] = {"CreateTime": created, "LastUpdatedTime": iso_seconds(ts)}
+        return ts
+
+    def _commit(self, entity: str, obj: dict, operation: str, ts: float) -> None:
+        self.realm.objects[entity][obj["Id"]] = obj
+        self.events.append((entity, obj["Id"], operation, iso_utc(ts)))
+
+    def _after_write(self, entity: str, existing: dict | None, obj: dict, ts: float) -> None:
+        if entity == "Payment":
+            ids = _linked_invoice_ids(obj) | (_linked_invoice_ids(existing) if existing else set())
+            self._refresh_invoices(ids, ts)
+        elif entity == "Invoice":
+            self._adjust_stock(existing.get("Line") if existing else None, obj.get("Line"))
+            self._refresh_customer_balance(obj["CustomerRef"]["value"])
+            if existing and existing["CustomerRef"]["value"] != obj["CustomerRef"]["value"]:
+                self._refresh_customer_balance(existing["CustomerRef"]["value"])
+
+    def _ref(self, entity: str, ref: object, element: str, *, needed: bool = True) -> dict | None:
+        """Resolve a reference: absent → 2020, unknown → 2500, inactive → 610."""
+        if not isinstance(ref, dict) or ref.get("value") in (None, ""):
+            if needed:
+                raise errors.required(element)
+            return None
+        obj = self.realm.get(entity, str(ref["value"]))
+        if obj is None:
+            raise errors.invalid_reference(element, str(ref["value"]))
+        if obj.get("Active") is False:
+            raise errors.inactive_reference(element)
+        return obj
+
+    def _date(self, value: object, element: str) -> date | None:
+        if value in (None, ""):
+            return None
+        try:
+            return date.fromisoformat(str(value)[:10])
+        except ValueError:
+            raise errors.unsupported_property(
+                element, "", f"Property Name:{element} invalid date, supplied value:{value}"
+            ) from None
+
+    def _check_length(self, obj: dict, element: str, maximum: int) -> None:
+        value = obj.get(element)
+        if isinstance(value, str) and len(value) > maximum:
+            raise errors.length(element, maximum, len(value))
+
+    def _check_name_chars(self, obj: dict, elements: tuple[str, ...]) -> None:
+        # The exact code for a colon/tab/newline in a name is UNCONFIRMED; QBO reports it as
+        # a business validation error, so 6000 is used.
+        for element in elements:
+            value = obj.get(element)
+            if isinstance(value, str) and any(ch in value for ch in FORBIDDEN_NAME_CHARS):
+                raise errors.business(
+                    f"{element} cannot contain a colon (:), a tab or a newline.", element
+                )
+
+    def _activation(
+        self, entity: str, out: dict, existing: dict | None, name_key: str
+    ) -> str | None:
+        """Apply QBO's " (deleted)" renaming when a name-list object is made inactive.
+
+        Returns "Delete" for the webhook when an active object becomes inactive: for name
+        lists that is QBO's delete (UNCONFIRMED: the event name for a deactivation).
+        """
+        was_active = existing is None or existing.get("Active", True) is not False
+        active = out.get("Active", True) is not False
+        out["Active"] = active
+        name = out.get(name_key) or ""
+        if not active and was_active and not DELETED_NAME.search(name):
+            # A second deactivated "X" becomes "X (deleted-1)" (UNCONFIRMED numbering), so
+            # deactivation itself never trips the duplicate-name rule.
+            candidate, number = name + DELETED_SUFFIX, 0
+            while self._name_taken(entity, name_key, candidate, existing and existing["Id"]):
+                number += 1
+                candidate = f"{name} (deleted-{number})"
+            out[name_key] = candidate
+        elif active and not was_active:
+            # UNCONFIRMED: reactivating restores the name without the suffix.
+            out[name_key] = DELETED_NAME.sub("", name)
+        if existing is not None and was_active and not active:
+            return "Delete"
+        return None
+
+    def _name_taken(self, entity: str, key: str, value: str, own_id: str | None) -> bool:
+        wanted = value.strip().casefold()
+        return any(
+            row["Id"] != own_id and str(row.get(key, "")).strip().casefold() == wanted
+            for row in self.realm.objects[entity].values()
+        )
+
+    def _unique(self, entity: str, key: str, value: str, own_id: str | None) -> None:
+        # Case-insensitive and including inactive objects: QBO renames deactivated names
+        # with " (deleted)" precisely so they stop clashing, which implies inactive names
+        # still count (qbo-api.md marks this UNCONFIRMED).
+        if self._name_taken(entity, key, value, own_id):
+            raise errors.duplicate_name(entity)
+
+    def _currency(self, out: dict) -> None:
+        out.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+
+    # -- Customer ---------------------------------------------------------------------
+
+    def _normalize_customer(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        for element, maximum in (
+            ("Title", 16),
+            ("Suffix", 16),
+            ("GivenName", 100),
+            ("MiddleName", 100),
+            ("FamilyName", 100),
+            ("CompanyName", 100),
+            ("DisplayName", 500),
+            ("PrintOnCheckName", 110),
+            ("Notes", 1024),
+        ):
+            self._check_length(out, element, maximum)
+        name_fields = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+        self._check_name_chars(out, (*name_fields, "DisplayName"))
+        display = str(out.get("DisplayName") or "").strip()
+        if not display:
+            display = " ".join(str(out[k]).strip() for k in name_fields if out.get(k))
+        if not display:
+            raise errors.no_name()
+        out["DisplayName"] = display
+        email = (out.get("PrimaryEmailAddr") or {}).get("Address")
+        if email is not None and ("@" not in email or "." not in email):
+            # UNCONFIRMED code for a malformed address; QBO reports a validation error.
+            raise errors.business("Email Address does not conform to the syntax rules.")
+        operation = self._activation("Customer", out, existing, "DisplayName")
+        parent = self._ref("Customer", out.get("ParentRef"), "ParentRef", needed=False)
+        if parent is not None:
+            level = int(parent.get("Level", 0)) + 1
+            if level > 4:
+                raise errors.business("Customers can be nested at most 4 levels deep.")
+            out["Job"] = True
+            out["Level"] = level
+            out["ParentRef"] = {"value": parent["Id"]}
+            out["FullyQualifiedName"] = f"{parent['FullyQualifiedName']}:{out['DisplayName']}"
+        else:
+            out["Job"] = False
+            out.pop("Level", None)
+            out["FullyQualifiedName"] = out["DisplayName"]
+        out.setdefault("BillWithParent", False)
+        out.setdefault("Taxable", True)
+        out.setdefault("PreferredDeliveryMethod", "Print")
+        out.setdefault("Balance", 0.0)
+        out.setdefault("BalanceWithJobs", out["Balance"])
+        self._currency(out)
+        # Uniqueness is enforced across customers; the emulator has no vendors/employees.
+        self._unique("Customer", "DisplayName", out["DisplayName"], existing and existing["Id"])
+        return out, operation
+
+    # -- Item -------------------------------------------------------------------------
+
+    def _normalize_item(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        name = str(out.get("Name") or "").strip()
+        if not name:
+            raise errors.required("Name")
+        out["Name"] = name
+        self._check_length(out, "Name", 100)
+        self._check_length(out, "Sku", 100)
+        self._check_length(out, "Description", 4000)
+        self._check_length(out, "PurchaseDesc", 4000)
+        self._check_name_chars(out, ("Name",))
+        # UNCONFIRMED default: an item created without Type is NonInventory, QBO's
+        # "non-inventory product".
+        item_type = out.get("Type") or "NonInventory"
+        if item_type not in ITEM_TYPES:
+            raise errors.unsupported_property(
+                "Type", "Item", f"Property Name:Type unsupported value:{item_type}"
+            )
+        out["Type"] = item_type
+        if item_type in ITEM_TYPES_WITH_INCOME:
+            income = self._ref("Account", out.get("IncomeAccountRef"), "IncomeAccountRef")
+            out["IncomeAccountRef"] = {"value": income["Id"], "name": income["Name"]}
+        for key in ("ExpenseAccountRef", "AssetAccountRef"):
+            needed = item_type == "Inventory"
+            # ExpenseAccountRef (COGS) being strictly required for Inventory is UNCONFIRMED;
+            # QBO's UI cannot save an inventory item without it, so the API refuses too.
+            account = self._ref("Account", out.get(key), key, needed=needed)
+            if account is not None:
+                out[key] = {"value": account["Id"], "name": account["Name"]}
+        if item_type == "Inventory":
+            if out.get("TrackQtyOnHand") is not True:
+                raise errors.business(
+                    "TrackQtyOnHand must be true for an inventory item.", "TrackQtyOnHand"
+                )
+            if out.get("QtyOnHand") is None:
+                raise errors.required("QtyOnHand")
+            money(out["QtyOnHand"], "QtyOnHand")
+            if not out.get("InvStartDate"):
+                raise errors.required(
+                    "InvStartDate", "As of date for initial quantity on hand is required."
+                )
+            self._date(out["InvStartDate"], "InvStartDate")
+        else:
+            out.setdefault("TrackQtyOnHand", False)
+        if isinstance(out.get("SalesTaxCodeRef"), dict):
+            value = str(out["SalesTaxCodeRef"].get("value", ""))
+            if value not in ("TAX", "NON"):
+                self._ref("TaxCode", out["SalesTaxCodeRef"], "SalesTaxCodeRef")
+        for key in ("UnitPrice", "PurchaseCost"):
+            if key in out:
+                money(out[key], key)
+        out.setdefault("UnitPrice", 0)
+        out.setdefault("Taxable", False)
+        operation = self._activation("Item", out, existing, "Name")
+        parent = self._ref("Item", out.get("ParentRef"), "ParentRef", needed=False)
+        out["SubItem"] = parent is not None
+        if parent is not None:
+            out["FullyQualifiedName"] = f"{parent['FullyQualifiedName']}:{out['Name']}"
+            out["Level"] = int(parent.get("Level", 0)) + 1
+        else:
+            out["FullyQualifiedName"] = out["Name"]
+            out.pop("Level", None)
+        # QBO also uses 6240 for a duplicate product/service name ("Duplicate Name Exists").
+        self._unique(
+            "Item", "FullyQualifiedName", out["FullyQualifiedName"], existing and existing["Id"]
+        )
+        return out, operation
+
+    # -- Account ----------------------------------------------------------------------
+
+    def _normalize_account(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        name = str(out.get("Name") or "").strip()
+        if not name:
+            raise errors.required("Name")
+        out["Name"] = name
+        self._check_length(out, "Name", 100)
+        self._check_length(out, "Description", 4000)
+        if '"' in name or ":" in name:
+            raise errors.business("Account name cannot contain a double quote or a colon.", "Name")
+        if ":" in str(out.get("AcctNum", "")):
+            raise errors.business("Account number cannot contain a colon.", "AcctNum")
+        account_type = out.get("AccountType")
+        subtype = out.get("AccountSubType")
+        if not account_type and subtype in SUBTYPE_TO_TYPE:
+            account_type = SUBTYPE_TO_TYPE[subtype]
+        if not account_type:
+            raise errors.validation(
+                "6010",
+                "Invalid account type",
+                "You must select an account type or a detail type (AccountSubType).",
+                "AccountType",
+            )
+        if account_type not in ACCOUNT_TYPES:
+            raise errors.unsupported_property(
+                "AccountType",
+                "Account",
+                f"Property Name:AccountType unsupported value:{account_type}",
+            )
+        classification, default_subtype = ACCOUNT_TYPES[account_type]
+        out["AccountType"] = account_type
+        out["AccountSubType"] = subtype or default_subtype
+        out["Classification"] = classification
+        operation = self._activation("Account", out, existing, "Name")
+        parent = self._ref("Account", out.get("ParentRef"), "ParentRef", needed=False)
+        out["SubAccount"] = parent is not None
+        out["FullyQualifiedName"] = (
+            f"{parent['FullyQualifiedName']}:{out['Name']}" if parent else out["Name"]
+        )
+        out.setdefault("CurrentBalance", 0)
+        out.setdefault("CurrentBalanceWithSubAccounts", out["CurrentBalance"])
+        self._currency(out)
+        self._unique(
+            "Account", "FullyQualifiedName", out["FullyQualifiedName"], existing and existing["Id"]
+        )
+        return out, operation
+
+    # -- CompanyInfo / Preferences ----------------------------------------------------
+
+    def _normalize_companyinfo(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        if not str(out.get("CompanyName") or "").strip():
+            raise errors.required("CompanyName")
+        return out, None
+
+    def _normalize_preferences(self, data: dict, existing: dict | None, include) -> tuple:
+        return dict(data), None
+
+    # -- Invoice ----------------------------------------------------------------------
+
+    def _normalize_invoice(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        customer = self._ref("Customer", out.get("CustomerRef"), "CustomerRef")
+        out["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
+        txn_date = self._date(out.get("TxnDate"), "TxnDate") or self.clock.today()
+        out["TxnDate"] = txn_date.isoformat()
+        # Without a SalesTermRef the sandbox's default terms (Net 30) set the due date.
+        due = self._date(out.get("DueDate"), "DueDate") or txn_date + timedelta(days=30)
+        out["DueDate"] = due.isoformat()
+        self._check_length(out, "PrivateNote", 4000)
+        if isinstance(out.get("CustomerMemo"), dict):
+            self._check_length(out["CustomerMemo"], "value", 1000)
+
+        lines = out.get("Line")
+        if not isinstance(lines, list):
+            raise errors.required("Line")
+        new_lines, subtotal, taxable = self._sales_lines(lines, existing, txn_date)
+        if not any(line["DetailType"] != "SubTotalLineDetail" for line in new_lines):
+            raise errors.required("Line")
+        discount = Decimal(0)
+        for line in new_lines:
+            if line["DetailType"] != "DiscountLineDetail":
+                continue
+            detail = line.setdefault("DiscountLineDetail", {})
+            if detail.get("PercentBased") and detail.get("DiscountPercent") is not None:
+                amount = cents(subtotal * money(detail["DiscountPercent"], "DiscountPercent") / 100)
+            else:
+                if line.get("Amount") is None:
+                    raise errors.required("Line.Amount")
+                amount = cents(money(line["Amount"], "Line.Amount"))
+                detail.setdefault("PercentBased", False)
+            line["Amount"] = wire_number(amount)
+            discount += amount
+        if discount and out.get("ApplyTaxAfterDiscount") and subtotal:
+            taxable = cents(taxable * (subtotal - discount) / subtotal)
+        new_lines.append(
+            {
+                "Amount": wire_number(subtotal),
+                "DetailType": "SubTotalLineDetail",
+                "SubTotalLineDetail": {},
+            }
+        )
+        out["Line"] = new_lines
+
+        total_tax = Decimal(0)
+        tax_detail = dict(out.get("TxnTaxDetail") or {})
+        code = self._ref("TaxCode", tax_detail.get("TxnTaxCodeRef"), "TxnTaxCodeRef", needed=False)
+        tax_lines = []
+        if code is not None:
+            tax_detail["TxnTaxCodeRef"] = {"value": code["Id"]}
+            rate_list = (code.get("SalesTaxRateList") or {}).get("TaxRateDetail") or []
+            for rate_detail in rate_list:
+                rate_id = str((rate_detail.get("TaxRateRef") or {}).get("value", ""))
+                rate = self.realm.get("TaxRate", rate_id)
+                if rate is None:
+                    continue
+                percent = money(rate.get("RateValue", 0), "RateValue")
+                amount = cents(taxable * percent / 100)
+                total_tax += amount
+                tax_lines.append(
+                    {
+                        "Amount": wire_number(amount),
+                        "DetailType": "TaxLineDetail",
+                        "TaxLineDetail": {
+                            "TaxRateRef": {"value": rate_id},
+                            "PercentBased": True,
+                            "TaxPercent": float(percent),
+                            "NetAmountTaxable": wire_number(taxable),
+                        },
+                    }
+                )
+        else:
+            tax_detail.pop("TxnTaxCodeRef", None)
+        tax_detail["TotalTax"] = wire_number(total_tax)
+        if tax_lines:
+            tax_detail["TaxLine"] = tax_lines
+        else:
+            tax_detail.pop("TaxLine", None)
+        out["TxnTaxDetail"] = tax_detail
+
+        self._doc_number(out, existing, include)
+
+        total = subtotal - discount + total_tax
+        applied = self._applied(existing["Id"]) if existing else Decimal(0)
+        if total < applied:
+            raise errors.business(
+                "The invoice total cannot be less than the payments applied to it."
+            )
+        out["TotalAmt"] = wire_number(total)
+        out["Balance"] = wire_number(total - applied)
+        links = self._payment_links(existing["Id"]) if existing else []
+        if links:
+            out["LinkedTxn"] = links
+        else:
+            out.pop("LinkedTxn", None)
+        for key in ("HomeTotalAmt", "HomeBalance"):
+            out.pop(key, None)
+        if "BillAddr" not in out and customer.get("BillAddr"):
+            out["BillAddr"] = copy.deepcopy(customer["BillAddr"])
+        if "ShipAddr" not in out and customer.get("ShipAddr"):
+            out["ShipAddr"] = copy.deepcopy(customer["ShipAddr"])
+        if "BillEmail" not in out and (customer.get("PrimaryEmailAddr") or {}).get("Address"):
+            out["BillEmail"] = {"Address": customer["PrimaryEmailAddr"]["Address"]}
+        if out.get("CustomField"):
+            out["CustomField"] = self._custom_fields(out["CustomField"])
+        self._currency(out)
+        out.setdefault("EmailStatus", "NotSet")
+        out.setdefault("PrintStatus", "NotSet")
+        out.setdefault("ApplyTaxAfterDiscount", False)
+        out.setdefault("AllowIPNPayment", False)
+        out.setdefault("AllowOnlinePayment", False)
+        out.setdefault("AllowOnlineCreditCardPayment", False)
+        out.setdefault("AllowOnlineACHPayment", False)
+        return out, None
+
+    def _sales_lines(
+        self, lines: list, existing: dict | None, txn_date: date
+    ) -> tuple[list[dict], Decimal, Decimal]:
+        """Validate and copy the client's lines; returns (lines, subtotal, taxable amount).
+
+        A sent Line array replaces every stored line (UNCONFIRMED but widely reported); a
+        line keeps its Id only when that Id exists on the stored invoice.
+        """
+        old_ids = {
+            str(line.get("Id")) for line in (existing or {}).get("Line", []) if line.get("Id")
+        }
+        numeric = [int(i) for i in old_ids if i.isdigit()]
+        next_id = max(numeric, default=0) + 1
+        subtotal = Decimal(0)
+        taxable = Decimal(0)
+        result: list[dict] = []
+        line_num = 0
+        for raw in lines:
+            if not isinstance(raw, dict):
+                raise errors.unsupported_property(
+                    "Line", "Invoice", "Property Name:Line must hold objects"
+                )
+            kind = raw.get("DetailType")
+            if not kind:
+                raise errors.required("Line.DetailType")
+            if kind == "SubTotalLineDetail":
+                continue  # the server computes its own subtotal line
+            if kind not in (
+                "SalesItemLineDetail",
+                "DiscountLineDetail",
+                "DescriptionOnly",
+                "GroupLineDetail",
+            ):
+                raise errors.unsupported_property(
+                    "DetailType", "Line", f"Property Name:DetailType unsupported value:{kind}"
+                )
+            line = copy.deepcopy(raw)
+            self._check_length(line, "Description", 4000)
+            line_id = str(line.get("Id", ""))
+            if line_id not in old_ids:
+                line_id = str(next_id)
+                next_id += 1
+            line["Id"] = line_id
+            if kind == "SalesItemLineDetail":
+                line_num += 1
+                line["LineNum"] = line_num
+                amount, is_taxable = self._sales_item_line(line, txn_date)
+                subtotal += amount
+                if is_taxable:
+                    taxable += amount
+            elif kind == "GroupLineDetail" and line.get("Amount") is not None:
+                subtotal += cents(money(line["Amount"], "Line.Amount"))
+            elif kind == "DescriptionOnly":
+                line_num += 1
+                line["LineNum"] = line_num
+                line.setdefault("DescriptionLineDetail", line.pop("DescriptionOnly", {}) or {})
+            result.append(line)
+        return result, subtotal, taxable
+
+    def _sales_item_line(self, line: dict, txn_date: date) -> tuple[Decimal, bool]:
+        detail = line.get("SalesItemLineDetail")
+        if not isinstance(detail, dict):
+            detail = line["SalesItemLineDetail"] = {}
+        if line.get("Amount") is None:
+            raise errors.required("Line.Amount")
+        amount = cents(money(line["Amount"], "Line.Amount"))
+        if len(str(amount).replace("-", "").split(".")[0]) > 15:
+            raise errors.length("Line.Amount", 15, len(str(amount)))
+        item = self._ref(
+            "Item", detail.get("ItemRef"), "Line.SalesItemLineDetail.ItemRef", needed=False
+        )
+        if item is None:
+            # qbo-api.md: a SalesItemLineDetail without ItemRef is a documentation line whose
+            # Amount is ignored.
+            line["Amount"] = 0.0
+            return Decimal(0), False
+        detail["ItemRef"] = {"value": item["Id"], "name": item["Name"]}
+        if item.get("Type") == "Category":
+            raise errors.business("A category cannot be used on a transaction line.")
+        qty = detail.get("Qty")
+        price = detail.get("UnitPrice")
+        if qty is not None and price is not None:
+            expected = cents(money(qty, "Qty") * money(price, "UnitPrice"))
+            if expected != amount:
+                raise errors.amount_mismatch(line["Amount"])
+        elif qty is not None and money(qty, "Qty") != 0:
+            detail["UnitPrice"] = float(amount / money(qty, "Qty"))
+        if item.get("Type") == "Inventory":
+            if qty is None:
+                raise errors.validation(
+                    "6520",
+                    "Quantity required for inventory item",
+                    "Quantity required for inventory item",
+                    "Line.SalesItemLineDetail.Qty",
+                )
+            start = self._date(item.get("InvStartDate"), "InvStartDate")
+            if start and txn_date < start:
+                raise errors.validation(
+                    "6270",
+                    "Transaction date is prior to start date for inventory item",
+                    f"Transaction date is prior to start date for inventory item {item['Name']}",
+                    "TxnDate",
+                )
+        tax_ref = detail.get("TaxCodeRef")
+        if isinstance(tax_ref, dict) and tax_ref.get("value") not in (None, ""):
+            value = str(tax_ref["value"])
+            if value not in ("TAX", "NON"):
+                raise errors.invalid_tax_code(value)
+        else:
+            # Without a line code QBO falls back to the item's taxability.
+            value = "TAX" if item.get("Taxable") else "NON"
+        detail["TaxCodeRef"] = {"value": value}
+        line["Amount"] = wire_number(amount)
+        return amount, value == "TAX"
+
+    def _doc_number(self, out: dict, existing: dict | None, include) -> None:
+        prefs = self.realm.singleton("Preferences")
+        custom = bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers"))
+        doc = out.get("DocNumber")
+        used = {
+            str(row.get("DocNumber")): row["Id"]
+            for row in self.realm.objects["Invoice"].values()
+            if row.get("DocNumber") and (existing is None or row["Id"] != existing["Id"])
+        }
+        if doc == "AUTO_GENERATE" or (doc in (None, "") and existing is None and not custom):
+            number = self.realm.next_doc_number
+            while str(number) in used:
+                number += 1
+            self.realm.next_doc_number = number + 1
+            out["DocNumber"] = str(number)
+            return
+        if doc in (None, ""):
+            out.pop("DocNumber", None)
+            return
+        doc = str(doc)
+        out["DocNumber"] = doc
+        if len(doc) > 21:
+            raise errors.length("DocNumber", 21, len(doc))
+        if doc in used and "allowduplicatedocnum" not in include:
+            raise errors.duplicate_doc_number(doc, "Invoice", used[doc])
+        if doc.isdigit() and int(doc) >= self.realm.next_doc_number:
+            self.realm.next_doc_number = int(doc) + 1
+
+    def _custom_fields(self, fields: list) -> list:
+        """Keep only fields whose DefinitionId is one of the company's string fields.
+
+        UNCONFIRMED: QBO silently drops values for undefined DefinitionIds.
+        """
+        names = custom_field_names(self.realm.singleton("Preferences"))
+        kept = []
+        for field in fields:
+            if not isinstance(field, dict):
+                continue
+            def_id = str(field.get("DefinitionId", ""))
+            if def_id in names:
+                entry = {"DefinitionId": def_id, "Name": names[def_id], "Type": "StringType"}
+                if field.get("StringValue") not in (None, ""):
+                    entry["StringValue"] = str(field["StringValue"])[:31]
+                kept.append(entry)
+        return kept
+
+    # -- Payment ----------------------------------------------------------------------
+
+    def _normalize_payment(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        customer = self._ref("Customer", out.get("CustomerRef"), "CustomerRef")
+        out["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
+        if out.get("TotalAmt") is None:
+            raise errors.required("TotalAmt")
+        total = cents(money(out["TotalAmt"], "TotalAmt"))
+        if total < 0:
+            raise errors.business("The payment amount cannot be negative.", "TotalAmt")
+        txn_date = self._date(out.get("TxnDate"), "TxnDate") or self.clock.today()
+        out["TxnDate"] = txn_date.isoformat()
+        own_id = existing["Id"] if existing else None
+        applied_total = Decimal(0)
+        per_invoice: dict[str, Decimal] = {}
+        lines = []
+        for raw in out.get("Line") or []:
+            if not isinstance(raw, dict):
+                continue
+            if raw.get("Amount") is None:
+                raise errors.required("Line.Amount")
+            amount = cents(money(raw["Amount"], "Line.Amount"))
+            links = raw.get("LinkedTxn") or []
+            if len(links) != 1:
+                raise errors.business("Each payment line must be linked to exactly one invoice.")
+            link = links[0]
+            if link.get("TxnType") != "Invoice":
+                raise errors.business(
+                    f"Linking a payment to a {link.get('TxnType')} is not supported here."
+                )
+            txn_id = str(link.get("TxnId", ""))
+            invoice = self.realm.get("Invoice", txn_id)
+            if invoice is None:
+                raise errors.invalid_reference("Line.LinkedTxn.TxnId", txn_id)
+            if invoice["CustomerRef"]["value"] != customer["Id"]:
+                raise errors.business(
+                    f"Invoice {txn_id} belongs to another customer than this payment."
+                )
+            per_invoice[txn_id] = per_invoice.get(txn_id, Decimal(0)) + amount
+            applied_total += amount
+            line = copy.deepcopy(raw)
+            line["Amount"] = wire_number(amount)
+            line["LinkedTxn"] = [{"TxnId": txn_id, "TxnType": "Invoice"}]
+            lines.append(line)
+        if applied_total > total:
+            raise errors.business(
+                "The amounts applied to invoices exceed the payment's TotalAmt.", "TotalAmt"
+            )
+        for txn_id, amount in per_invoice.items():
+            invoice = self.realm.get("Invoice", txn_id)
+            open_balance = money(invoice.get("TotalAmt", 0)) - self._applied(txn_id, own_id)
+            if amount > open_balance:
+                raise errors.business(
+                    f"The payment applied to invoice {txn_id} exceeds its open balance."
+                )
+        out["Line"] = lines
+        out["TotalAmt"] = wire_number(total)
+        out["UnappliedAmt"] = wire_number(total - applied_total)
+        deposit = self._ref(
+            "Account", out.get("DepositToAccountRef"), "DepositToAccountRef", needed=False
+        )
+        if deposit is None:
+            deposit = next(
+                (
+                    a
+                    for a in self.realm.objects["Account"].values()
+                    if a.get("AccountSubType") == "UndepositedFunds" and a.get("Active", True)
+                ),
+                None,
+            )
+        if deposit is not None:
+            out["DepositToAccountRef"] = {"value": deposit["Id"]}
+        out.setdefault("ProcessPayment", False)
+        self._currency(out)
+        return out, None
+
+    def _applied(self, invoice_id: str, exclude_payment: str | None = None) -> Decimal:
+        total = Decimal(0)
+        for payment in self.realm.objects["Payment"].values():
+            if payment["Id"] == exclude_payment:
+                continue
+            for line in payment.get("Line", []):
+                for link in line.get("LinkedTxn", []):
+                    if link.get("TxnId") == invoice_id and link.get("TxnType") == "Invoice":
+                        total += money(line.get("Amount", 0))
+        return total
+
+    def _payment_links(self, invoice_id: str) -> list[dict]:
+        # UNCONFIRMED: an invoice lists its payments as LinkedTxn with TxnType "Payment".
+        return [
+            {"TxnId": payment["Id"], "TxnType": "Payment"}
+            for payment in self.realm.objects["Payment"].values()
+            if invoice_id in _linked_invoice_ids(payment)
+        ]
+
+    def _refresh_invoices(self, invoice_ids: set[str], ts: float) -> None:
+        """Recompute Balance and LinkedTxn of invoices touched by a payment change.
+
+        The invoice really changes (Balance), so its SyncToken and LastUpdatedTime move on,
+        which is why a client holding an old SyncToken gets 5010 after a payment.
+        """
+        for invoice_id in sorted(invoice_ids):
+            invoice = self.realm.get("Invoice", invoice_id)
+            if invoice is None:
+                continue
+            balance = money(invoice.get("TotalAmt", 0)) - self._applied(invoice_id)
+            links = self._payment_links(invoice_id)
+            if (
+                money(invoice.get("Balance", 0)) == balance
+                and invoice.get("LinkedTxn", []) == links
+            ):
+                continue
+            updated = copy.deepcopy(invoice)
+            updated["Balance"] = wire_number(balance)
+            if links:
+                updated["LinkedTxn"] = links
+            else:
+                updated.pop("LinkedTxn", None)
+            self._stamp(updated, invoice, "Invoice")
+            self._commit("Invoice", updated, "Update", ts)
+            self._refresh_customer_balance(invoice["CustomerRef"]["value"])
+
+    def _unlink_payments(self, invoice_id: str, ts: float) -> None:
+        """Detach payments from an invoice being voided or deleted; the money becomes
+        unapplied credit on the payment, as QBO's UI warns it will."""
+        for payment in list(self.realm.objects["Payment"].values()):
+            if invoice_id not in _linked_invoice_ids(payment):
+                continue
+            updated = copy.deepcopy(payment)
+            updated["Line"] = [
+                line
+                for line in updated.get("Line", [])
+                if all(link.get("TxnId") != invoice_id for link in line.get("LinkedTxn", []))
+            ]
+            applied = sum((money(line.get("Amount", 0)) for line in updated["Line"]), Decimal(0))
+            updated["UnappliedAmt"] = wire_number(money(updated.get("TotalAmt", 0)) - applied)
+            self._stamp(updated, payment, "Payment")
+            self._commit("Payment", updated, "Update", ts)
+
+    def _refresh_customer_balance(self, customer_id: str | None) -> None:
+        # Customer.Balance is read-only and follows its invoices; QBO does not treat this as
+        # an edit of the customer, so SyncToken stays (UNCONFIRMED).
+        customer = self.realm.get("Customer", customer_id) if customer_id else None
+        if customer is None:
+            return
+        balance = sum(
+            (
+                money(row.get("Balance", 0))
+                for row in self.realm.objects["Invoice"].values()
+                if row.get("CustomerRef", {}).get("value") == customer_id
+            ),
+            Decimal(0),
+        )
+        if money(customer.get("Balance", 0)) != balance:
+            updated = dict(customer)
+            updated["Balance"] = wire_number(balance)
+            updated["BalanceWithJobs"] = wire_number(balance)
+            self.realm.objects["Customer"][customer_id] = updated
+
+    def _adjust_stock(self, old_lines: list | None, new_lines: list | None) -> None:
+        """Move QtyOnHand of inventory items by what an invoice change sold or gave back.
+
+        UNCONFIRMED: QBO changes QtyOnHand without bumping the item's SyncToken.
+        """
+        delta: dict[str, Decimal] = {}
+        for sign, lines in ((1, old_lines), (-1, new_lines)):
+            for line in lines or []:
+                detail = line.get("SalesItemLineDetail") or {}
+                item_id = (detail.get("ItemRef") or {}).get("value")
+                if item_id and detail.get("Qty") is not None:
+                    delta[item_id] = delta.get(item_id, Decimal(0)) + sign * money(detail["Qty"])
+        for item_id, change in delta.items():
+            item = self.realm.get("Item", item_id)
+            if item is None or item.get("Type") != "Inventory" or not change:
+                continue
+            updated = dict(item)
+            qty = money(item.get("QtyOnHand", 0)) + change
+            updated["QtyOnHand"] = int(qty) if qty == int(qty) else float(qty)
+            self.realm.objects["Item"][item_id] = updated
+
+
+def _linked_invoice_ids(payment: dict | None) -> set[str]:
+    if not payment:
+        return set()
+    return {
+        str(link.get("TxnId"))
+        for line in payment.get("Line", [])
+        for link in line.get("LinkedTxn", [])
+        if link.get("TxnType") == "Invoice"
+    }
+
+
+def custom_field_names(preferences: dict) -> dict[str, str]:
+    """DefinitionId → name of the enabled string custom fields (SalesCustomNameN)."""
+    names: dict[str, str] = {}
+    enabled: dict[str, bool] = {}
+    groups = (preferences.get("SalesFormsPrefs") or {}).get("CustomField") or []
+    for group in groups:
+        for field in (group or {}).get("CustomField") or []:
+            name = str(field.get("Name", ""))
+            suffix = name[-1:]
+            if name.startswith("SalesFormsPrefs.SalesCustomName") and field.get("StringValue"):
+                names[suffix] = field["StringValue"]
+            elif name.startswith("SalesFormsPrefs.UseSalesCustom"):
+                enabled[suffix] = bool(field.get("BooleanValue"))
+    return {k: v for k, v in names.items() if enabled.get(k, True)}
+
+
+def is_name_list(entity: str) -> bool:
+    return entity in NAME_LISTS

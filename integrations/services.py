@@ -1,0 +1,478 @@
+"""Writes on the QuickBooks connection: connect, disconnect, tokens, fetched lists, journals."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations import crypto
+from integrations.models import Connection, QuickBooksAccount, QuickBooksTaxCode
+from integrations.quickbooks import oauth
+from integrations.quickbooks.client import QBOClient
+from integrations.quickbooks.errors import InvalidGrantError, OAuthError, QBOError
+
+logger = logging.getLogger(__name__)
+
+STATE_SESSION_KEY = "ledgerlink.qbo.oauth_states"
+STATE_LIFETIME = timedelta(minutes=10)
+# Refresh an access token this long before it expires, so a request never carries a token
+# that dies in flight.
+ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
+# How long one worker may hold the refresh before another may take over (a crashed worker
+# must not block refreshes forever).
+REFRESH_LEASE = timedelta(seconds=30)
+
+
+class ConnectError(Exception):
+    """The connect flow failed; ``str()`` is the message shown to the person."""
+
+
+class ReconnectRequired(Exception):
+    """The connection cannot be used until someone reconnects it in the admin."""
+
+    def __init__(self, connection: Connection, reason: str = ""):
+        self.connection = connection
+        self.reason = reason or connection.last_error or "QuickBooks must be reconnected."
+        super().__init__(self.reason)
+
+    @property
+    def user_message(self) -> str:
+        return self.reason
+
+
+# --- Connect -------------------------------------------------------------------------------
+
+
+def connect_start(*, request) -> str:
+    """Return Intuit's authorize URL with a fresh single-use ``state`` bound to this session."""
+    state = secrets.token_urlsafe(32)
+    now = time.time()
+    states = {
+        key: issued
+        for key, issued in request.session.get(STATE_SESSION_KEY, {}).items()
+        if now - issued < STATE_LIFETIME.total_seconds()
+    }
+    states[state] = now
+    request.session[STATE_SESSION_KEY] = states
+    return oauth.authorize_url(state=state)
+
+
+def _claim_state(request, state: str) -> None:
+    states = request.session.get(STATE_SESSION_KEY, {})
+    issued = states.pop(state, None) if state else None
+    request.session[STATE_SESSION_KEY] = states
+    if not state:
+        raise ConnectError(
+            "QuickBooks sent no state with its answer, so it cannot be trusted. Nothing was "
+            "changed; press Connect to QuickBooks again."
+        )
+    if issued is None:
+        raise ConnectError(
+            "This QuickBooks answer does not belong to a Connect started in this browser "
+            "session, or it was already used. Nothing was changed; press Connect to QuickBooks "
+            "again."
+        )
+    if time.time() - issued > STATE_LIFETIME.total_seconds():
+        raise ConnectError(
+            "The QuickBooks sign-in took longer than 10 minutes and expired. Nothing was "
+            "changed; press Connect to QuickBooks again."
+        )
+
+
+def connect_complete(*, request, params) -> tuple[Connection, bool]:
+    """Finish the OAuth callback: check state, exchange the code, read the company, save.
+
+    Returns (connection, created). Raises ConnectError with a message for the person; no
+    connection is created or changed unless everything succeeded.
+    """
+    error = params.get("error")
+    state = params.get("state", "")
+    if error:
+        # The state is spent either way, so the same answer cannot be replayed later.
+        request.session.get(STATE_SESSION_KEY, {}).pop(state, None)
+        request.session.modified = True
+        if error == "access_denied":
+            raise ConnectError(
+                "You cancelled on the QuickBooks page, so nothing was connected. Press Connect "
+                "to QuickBooks to try again."
+            )
+        raise ConnectError(f"QuickBooks refused the connection ({error}). Nothing was changed.")
+    _claim_state(request, state)
+    realm_id = params.get("realmId", "").strip()
+    code = params.get("code", "").strip()
+    if not realm_id:
+        raise ConnectError(
+            "QuickBooks did not say which company was chosen (no realmId). Nothing was "
+            "changed; press Connect to QuickBooks again and pick a company."
+        )
+    if not code:
+        raise ConnectError("QuickBooks sent no authorization code. Nothing was changed.")
+    now = timezone.now()
+    try:
+        tokens = oauth.exchange_code(code)
+    except OAuthError as exc:
+        raise ConnectError(f"QuickBooks refused the sign-in: {exc.user_message}") from exc
+    except QBOError as exc:
+        raise ConnectError(f"QuickBooks could not be reached: {exc.user_message}") from exc
+    client = QBOClient(realm_id=realm_id, access_token_provider=lambda: tokens.access_token)
+    try:
+        company = client.company_info()
+    except QBOError as exc:
+        raise ConnectError(
+            f"Connected, but the company's details could not be read: {exc.user_message}. "
+            "Nothing was saved; try again."
+        ) from exc
+    environment = settings.QBO_ENVIRONMENT
+    with transaction.atomic():
+        connection, created = Connection.objects.get_or_create(
+            environment=environment, realm_id=realm_id
+        )
+        connection.company_name = company.get("CompanyName", "") or company.get("LegalName", "")
+        connection.status = Connection.Status.CONNECTED
+        connection.connected_by = request.user
+        connection.connected_at = now
+        connection.disconnected_at = None
+        connection.last_error = ""
+        _store_tokens(connection, tokens, now=now)
+        connection.save()
+    logger.info(
+        "qbo.connection.connected",
+        extra={"realm_id": realm_id, "connection_id": connection.pk, "created": created},
+    )
+    return connection, created
+
+
+def _store_tokens(connection: Connection, tokens, *, now: datetime) -> None:
+    connection.access_token_encrypted = crypto.encrypt(tokens.access_token)
+    connection.refresh_token_encrypted = crypto.encrypt(tokens.refresh_token)
+    connection.access_token_expires_at = now + timedelta(seconds=int(tokens.expires_in))
+    connection.refresh_token_expires_at = now + timedelta(
+        seconds=int(tokens.x_refresh_token_expires_in or 8726400)
+    )
+    connection.token_version += 1
+    connection.refresh_lease_until = None
+    connection.last_refreshed_at = now
+
+
+# --- Disconnect ------------------------------------------------------------------------------
+
+
+def connection_disconnect(*, connection: Connection) -> str:
+    """Revoke at Intuit (best effort), wipe the tokens, keep history, mappings and journals.
+
+    Returns a note for the person when the revoke itself failed (the tokens are wiped anyway).
+    """
+    note = ""
+    token = ""
+    try:
+        token = connection.refresh_token or connection.access_token
+    except crypto.TokenDecryptionError:
+        note = "The stored tokens could not be decrypted, so they were only wiped here."
+    if token:
+        try:
+            oauth.revoke(token)
+        except (OAuthError, QBOError) as exc:
+            note = (
+                f"QuickBooks did not confirm the revoke ({exc.user_message}); the tokens were "
+                "wiped here anyway. You can also remove the app in QuickBooks under Apps."
+            )
+    _mark_disconnected(connection, last_error="")
+    logger.info("qbo.connection.disconnected", extra={"realm_id": connection.realm_id})
+    return note
+
+
+def _mark_disconnected(connection: Connection, *, last_error: str) -> None:
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.DISCONNECTED,
+        access_token_encrypted="",
+        refresh_token_encrypted="",
+        access_token_expires_at=None,
+        refresh_token_expires_at=None,
+        refresh_lease_until=None,
+        token_version=connection.token_version + 1,
+        disconnected_at=timezone.now(),
+        last_error=last_error,
+    )
+    connection.refresh_from_db()
+
+
+def connection_disconnected_by_intuit(*, realm_id: str) -> list[Connection]:
+    """Intuit's disconnect URL: the company removed the app from QuickBooks' side."""
+    connections = list(
+        Connection.objects.filter(realm_id=realm_id).exclude(status=Connection.Status.DISCONNECTED)
+    )
+    for connection in connections:
+        _mark_disconnected(
+            connection, last_error="The app was disconnected from within QuickBooks."
+        )
+    return connections
+
+
+def connection_mark_needs_reconnect(*, connection: Connection, reason: str) -> None:
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.NEEDS_RECONNECT, last_error=reason, refresh_lease_until=None
+    )
+    connection.refresh_from_db()
+    logger.warning(
+        "qbo.connection.needs_reconnect",
+        extra={"realm_id": connection.realm_id, "connection_id": connection.pk},
+    )
+
+
+# --- Tokens ----------------------------------------------------------------------------------
+
+
+def connection_access_token(
+    *, connection_id: int, force_refresh_of_version: int | None = None, wait: float = 20.0
+) -> tuple[str, int]:
+    """A valid access token for the connection and the token version it belongs to.
+
+    Refreshes when the token is near expiry (or when ``force_refresh_of_version`` is still the
+    current version, after a 401). Refresh is single-flight across processes: the worker that
+    wins a compare-and-swap on the token version holds a short lease and refreshes; the others
+    wait and read what it stored. The rotated refresh token is stored before it is used.
+
+    Raises ReconnectRequired when the connection needs a person (invalid_grant, disconnected).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        connection = Connection.objects.get(pk=connection_id)
+        if connection.status != Connection.Status.CONNECTED:
+            raise ReconnectRequired(connection)
+        now = timezone.now()
+        fresh = (
+            connection.access_token_expires_at is not None
+            and connection.access_token_expires_at - ACCESS_TOKEN_MARGIN > now
+        )
+        forced = force_refresh_of_version == connection.token_version
+        if fresh and not forced:
+            return connection.access_token, connection.token_version
+        claimed = (
+            Connection.objects.filter(pk=connection.pk, token_version=connection.token_version)
+            .filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))
+            .update(refresh_lease_until=now + REFRESH_LEASE)
+        )
+        if claimed:
+            return _refresh(connection, now=now)
+        if time.monotonic() > deadline:
+            raise ReconnectRequired(
+                connection, "QuickBooks did not answer a token refresh in time; try again."
+            )
+        time.sleep(0.1)
+
+
+def _refresh(connection: Connection, *, now: datetime) -> tuple[str, int]:
+    try:
+        tokens = oauth.refresh(connection.refresh_token)
+    except InvalidGrantError as exc:
+        reason = (
+            "QuickBooks no longer accepts Ledgerlink's sign-in (the authorization expired or was "
+            "revoked). A Sync administrator must press Reconnect on the QuickBooks page."
+        )
+        connection_mark_needs_reconnect(connection=connection, reason=reason)
+        raise ReconnectRequired(connection, reason) from exc
+    except Exception:
+        Connection.objects.filter(pk=connection.pk).update(refresh_lease_until=None)
+        raise
+    version = connection.token_version
+    _store_tokens(connection, tokens, now=now)
+    updated = Connection.objects.filter(pk=connection.pk, token_version=version).update(
+        access_token_encrypted=connection.access_token_encrypted,
+        refresh_token_encrypted=connection.refresh_token_encrypted,
+        access_token_expires_at=connection.access_token_expires_at,
+        refresh_token_expires_at=connection.refresh_token_expires_at,
+        token_version=connection.token_version,
+        refresh_lease_until=None,
+        last_refreshed_at=now,
+    )
+    if not updated:  # pragma: no cover - only if the row was disconnected mid-refresh
+        raise ReconnectRequired(connection, "The connection changed during a token refresh.")
+    logger.info("qbo.token.refreshed", extra={"realm_id": connection.realm_id})
+    return tokens.access_token, connection.token_version
+
+
+def connection_client(*, connection: Connection, **kwargs) -> QBOClient:
+    """An API client for the connection whose tokens refresh themselves as needed."""
+    if connection.status != Connection.Status.CONNECTED:
+        raise ReconnectRequired(connection)
+    current = {"version": None}
+
+    def provider() -> str:
+        token, current["version"] = connection_access_token(connection_id=connection.pk)
+        return token
+
+    def refresher() -> str:
+        token, current["version"] = connection_access_token(
+            connection_id=connection.pk, force_refresh_of_version=current["version"]
+        )
+        return token
+
+    kwargs.setdefault("environment", connection.environment)
+    return QBOClient(
+        realm_id=connection.realm_id,
+        access_token_provider=provider,
+        refresh_access_token=refresher,
+        **kwargs,
+    )
+
+
+def tokens_reencrypt() -> int:
+    """Re-encrypt every stored token with the newest key; returns how many rows changed."""
+    count = 0
+    for connection in Connection.objects.exclude(
+        access_token_encrypted="", refresh_token_encrypted=""
+    ):
+        Connection.objects.filter(pk=connection.pk).update(
+            access_token_encrypted=crypto.rotate(connection.access_token_encrypted),
+            refresh_token_encrypted=crypto.rotate(connection.refresh_token_encrypted),
+        )
+        count += 1
+    return count
+
+
+# --- Lists fetched from QuickBooks -----------------------------------------------------------
+
+
+@dataclass
+class FetchResult:
+    created: int = 0
+    updated: int = 0
+    deactivated: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.created} new, {self.updated} updated, {self.deactivated} no longer active"
+
+
+def accounts_fetch(*, connection: Connection, client: QBOClient | None = None) -> FetchResult:
+    """Load the company's chart of accounts (active and inactive) into QuickBooksAccount."""
+    client = client or connection_client(connection=connection)
+    rows = list(client.query_all("Account", "Active IN (true, false)"))
+    now = timezone.now()
+    result = FetchResult()
+    seen = set()
+    with transaction.atomic():
+        existing = {a.qbo_id: a for a in connection.accounts.all()}
+        for row in rows:
+            seen.add(row["Id"])
+            values = {
+                "name": row.get("Name", ""),
+                "fully_qualified_name": row.get("FullyQualifiedName", row.get("Name", "")),
+                "account_type": row.get("AccountType", ""),
+                "account_sub_type": row.get("AccountSubType", ""),
+                "classification": row.get("Classification", ""),
+                "active": bool(row.get("Active", True)),
+                "fetched_at": now,
+            }
+            account = existing.get(row["Id"])
+            if account is None:
+                QuickBooksAccount.objects.create(connection=connection, qbo_id=row["Id"], **values)
+                result.created += 1
+            else:
+                QuickBooksAccount.objects.filter(pk=account.pk).update(**values)
+                result.updated += 1
+        gone = [a.pk for qbo_id, a in existing.items() if qbo_id not in seen and a.active]
+        result.deactivated = QuickBooksAccount.objects.filter(pk__in=gone).update(active=False)
+        Connection.objects.filter(pk=connection.pk).update(accounts_fetched_at=now)
+    return result
+
+
+def tax_codes_fetch(*, connection: Connection, client: QBOClient | None = None) -> FetchResult:
+    """Load the company's sales tax codes, with each code's combined sales rate."""
+    client = client or connection_client(connection=connection)
+    codes = list(client.query_all("TaxCode", "Active IN (true, false)"))
+    rates = {r["Id"]: r for r in client.query_all("TaxRate", "Active IN (true, false)")}
+    now = timezone.now()
+    result = FetchResult()
+    seen = set()
+    with transaction.atomic():
+        existing = {c.qbo_id: c for c in connection.tax_codes.all()}
+        for row in codes:
+            seen.add(row["Id"])
+            details = (row.get("SalesTaxRateList") or {}).get("TaxRateDetail") or []
+            percents = [
+                Decimal(str(rates[d["TaxRateRef"]["value"]].get("RateValue", 0)))
+                for d in details
+                if d.get("TaxRateRef", {}).get("value") in rates
+            ]
+            values = {
+                "name": row.get("Name", ""),
+                "description": row.get("Description", ""),
+                "taxable": bool(row.get("Taxable", True)),
+                "tax_group": bool(row.get("TaxGroup", False)),
+                "rate_percent": sum(percents, Decimal(0)) if percents else None,
+                "active": bool(row.get("Active", True)),
+                "fetched_at": now,
+            }
+            code = existing.get(row["Id"])
+            if code is None:
+                QuickBooksTaxCode.objects.create(connection=connection, qbo_id=row["Id"], **values)
+                result.created += 1
+            else:
+                QuickBooksTaxCode.objects.filter(pk=code.pk).update(**values)
+                result.updated += 1
+        gone = [c.pk for qbo_id, c in existing.items() if qbo_id not in seen and c.active]
+        result.deactivated = QuickBooksTaxCode.objects.filter(pk__in=gone).update(active=False)
+    return result
+
+
+# --- Journals --------------------------------------------------------------------------------
+
+# What QuickBooks itself allows on an item (qbo-api.md §8 Item / Account).
+JOURNAL_ACCOUNT_TYPES = {
+    "income_account": ("Income",),
+    "expense_account": ("Cost of Goods Sold", "Expense"),
+    "asset_account": ("Other Current Asset",),
+}
+JOURNAL_MISSING_HINT = {
+    "income_account": "Create an Income account (for example Sales of Product Income) in "
+    "QuickBooks, then fetch accounts again.",
+    "expense_account": "Create a Cost of Goods Sold account in QuickBooks, then fetch accounts "
+    "again.",
+    "asset_account": "Create an Other Current Asset account with detail type Inventory in "
+    "QuickBooks, then fetch accounts again.",
+}
+
+
+def journals_save(
+    *,
+    connection: Connection,
+    income_account: QuickBooksAccount | None,
+    expense_account: QuickBooksAccount | None,
+    asset_account: QuickBooksAccount | None,
+) -> None:
+    """Store the accounts new items are created with, after checking each one's type."""
+    from django.core.exceptions import ValidationError
+
+    chosen = {
+        "income_account": income_account,
+        "expense_account": expense_account,
+        "asset_account": asset_account,
+    }
+    errors = {}
+    for field, account in chosen.items():
+        if account is None:
+            continue
+        if account.connection_id != connection.pk:
+            errors[field] = "This account belongs to another QuickBooks company."
+        elif account.account_type not in JOURNAL_ACCOUNT_TYPES[field]:
+            allowed = " or ".join(JOURNAL_ACCOUNT_TYPES[field])
+            errors[field] = f"{account.name} is a {account.account_type} account; pick {allowed}."
+        elif field == "asset_account" and account.account_sub_type != "Inventory":
+            errors[field] = f"{account.name} is not an inventory asset account."
+        elif not account.active:
+            errors[field] = f"{account.name} is inactive in QuickBooks."
+    if errors:
+        raise ValidationError(errors)
+    Connection.objects.filter(pk=connection.pk).update(
+        **{f"{field}_id": (a.pk if a else None) for field, a in chosen.items()}
+    )
+    connection.refresh_from_db()

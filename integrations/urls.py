@@ -1,0 +1,9 @@
+from django.urls import path
+
+from integrations import views
+
+app_name = "integrations"
+urlpatterns = [
+    path("quickbooks/callback/", views.oauth_callback, name="qbo_callback"),
+    path("quickbooks/disconnected/", views.intuit_disconnected, name="qbo_disconnected"),
+]

@@ -1,0 +1,196 @@
+"""Sync records (one per synced object and connection), sync runs and their event logs."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class SyncRecord(models.Model):
+    """The binding between one portal record and its QuickBooks object, per connection."""
+
+    class ObjectType(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        CUSTOMER = "customer", "Customer"
+        ITEM = "item", "Item"
+
+    class Status(models.TextChoices):
+        NOT_SYNCED = "not_synced", "Not synced"
+        PENDING = "pending", "Pending"
+        SYNCED = "synced", "Synced"
+        FAILED = "failed", "Failed"
+        CONFLICT = "conflict", "Conflict"
+        SKIPPED = "skipped", "Skipped"
+
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="sync_records"
+    )
+    object_type = models.CharField(max_length=10, choices=ObjectType.choices)
+    invoice = models.ForeignKey(
+        "portal.Invoice",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sync_records",
+    )
+    customer = models.ForeignKey(
+        "portal.Customer",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sync_records",
+    )
+    item = models.ForeignKey(
+        "portal.Item", on_delete=models.CASCADE, null=True, blank=True, related_name="sync_records"
+    )
+    qbo_id = models.CharField("QuickBooks ID", max_length=32, blank=True, db_index=True)
+    sync_token = models.CharField(max_length=16, blank=True)
+    qbo_doc_number = models.CharField("QuickBooks number", max_length=32, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.NOT_SYNCED)
+    details = models.TextField("sync details", blank=True)
+    error_code = models.CharField(max_length=16, blank=True)
+    error_element = models.CharField(max_length=100, blank=True)
+    intuit_tid = models.CharField(max_length=100, blank=True)
+    # The requestid of the create in flight; reused until QuickBooks' answer settles it.
+    request_id = models.CharField(max_length=50, blank=True)
+    uncertain = models.BooleanField(
+        default=False, help_text="A write was sent but its answer never came."
+    )
+    # What both sides last agreed on, in the neutral form the mappers produce, and its hash.
+    agreed = models.JSONField(null=True, blank=True)
+    agreed_hash = models.CharField(max_length=64, blank=True)
+    qbo_last_updated = models.CharField(max_length=40, blank=True)
+    conflict_portal = models.JSONField(null=True, blank=True)
+    conflict_qbo = models.JSONField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    last_pushed_at = models.DateTimeField(null=True, blank=True)
+    last_pulled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "invoice"],
+                condition=models.Q(invoice__isnull=False),
+                name="sync_record_unique_invoice",
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "customer"],
+                condition=models.Q(customer__isnull=False),
+                name="sync_record_unique_customer",
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "item"],
+                condition=models.Q(item__isnull=False),
+                name="sync_record_unique_item",
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "object_type", "qbo_id"],
+                condition=~models.Q(qbo_id=""),
+                name="sync_record_unique_qbo_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["connection", "object_type", "status"])]
+        permissions = [("retry_syncrecord", "Can retry failed syncs")]
+
+    def __str__(self) -> str:
+        return f"{self.get_object_type_display()} {self.local_object} ({self.get_status_display()})"
+
+    @property
+    def local_object(self):
+        return self.invoice or self.customer or self.item
+
+
+class SyncRun(models.Model):
+    """One run of the engine: what started it, how far it got, what it did."""
+
+    class Trigger(models.TextChoices):
+        SAVE = "save", "Save"
+        SCHEDULE = "schedule", "Schedule"
+        WEBHOOK = "webhook", "Webhook"
+        BUTTON = "button", "Button"
+        COMMAND = "command", "Command"
+        RETRY = "retry", "Retry"
+
+    class Direction(models.TextChoices):
+        PUSH = "push", "Push"
+        PULL = "pull", "Pull"
+        BOTH = "both", "Push and pull"
+        ITEMS = "items", "Items quick sync"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="sync_runs"
+    )
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)
+    api_calls = models.PositiveIntegerField("API calls", default=0)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} run {self.pk} ({self.get_status_display()})"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, round(100 * self.done / self.total))
+
+
+class SyncEvent(models.Model):
+    """One line of a run's log: what happened to one record."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="events")
+    record = models.ForeignKey(
+        SyncRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    action = models.CharField(max_length=20)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SyncLock(models.Model):
+    """At most one sync per connection: a row claimed by compare-and-swap (SQLite-safe)."""
+
+    connection = models.OneToOneField(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="sync_lock"
+    )
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Sync lock for {self.connection_id}"

@@ -1,0 +1,67 @@
+"""Reconciliation: are the portal's invoices and QuickBooks' the same, by mapped fields?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from integrations.models import Connection
+from sync.engine import Sync, invoices_for_push
+from sync.models import SyncRecord, SyncRun
+
+
+@dataclass
+class ReconcileReport:
+    connection: Connection
+    equal: list[str] = field(default_factory=list)
+    differing: list[tuple[str, list[str]]] = field(default_factory=list)
+    only_portal: list[tuple[str, str]] = field(default_factory=list)
+    only_qbo: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [
+            f"Reconciliation for {self.connection} ({self.connection.realm_id})",
+            f"  equal on both sides: {len(self.equal)}",
+            f"  differing: {len(self.differing)}",
+        ]
+        lines += [f"    {number}: {', '.join(fields)}" for number, fields in self.differing]
+        lines.append(f"  only in the portal: {len(self.only_portal)}")
+        lines += [f"    {number}: {why}" for number, why in self.only_portal]
+        lines.append(f"  only in QuickBooks: {len(self.only_qbo)}")
+        lines += [f"    {number}" for number in self.only_qbo]
+        return "\n".join(lines) + "\n"
+
+
+def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
+    """Read every QuickBooks invoice and compare it with its portal invoice; changes nothing."""
+    run = SyncRun(connection=connection, trigger="command", direction="pull")
+    engine = Sync(connection=connection, run=run, client=client, dry_run=True)
+    report = ReconcileReport(connection=connection)
+    qbo = {obj["Id"]: obj for obj in engine.client.query_all("Invoice")}
+    records = {
+        r.invoice_id: r
+        for r in SyncRecord.objects.filter(connection=connection, object_type="invoice")
+    }
+    seen = set()
+    for invoice in invoices_for_push(config=engine.config, invoice_ids=None):
+        record = records.get(invoice.pk)
+        obj = qbo.get(record.qbo_id) if record and record.qbo_id else None
+        if obj is None:
+            why = record.details if record and record.details else "never synced"
+            if invoice.status == "void" and (
+                record is None or not record.qbo_id or record.qbo_id not in qbo
+            ):
+                why = "void (not in QuickBooks)"
+            report.only_portal.append((invoice.number, why))
+            continue
+        seen.add(obj["Id"])
+        ours = engine.neutral_local(invoice)
+        theirs = engine.neutral_qbo(obj)
+        differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        if differing:
+            report.differing.append((invoice.number, differing))
+        else:
+            report.equal.append(invoice.number)
+    for qbo_id, obj in qbo.items():
+        if qbo_id not in seen:
+            report.only_qbo.append(obj.get("DocNumber") or f"(id {qbo_id})")
+    return report

@@ -1,0 +1,89 @@
+"""django-q2 tasks: each parses its arguments, calls one service and reports.
+
+django-q2's ``retry`` is a redelivery timeout, not a backoff; failed records are retried on
+the engine's own schedule (``next_retry_at``) by ``scheduled_sync``, so these tasks never rely
+on redelivery to retry and are safe to run twice (the connection lock and the change
+detection make a second run a no-op).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from integrations.models import Connection, SyncConfiguration
+from sync.models import SyncRecord, SyncRun
+from sync.services import sync_run
+
+logger = logging.getLogger(__name__)
+
+
+def _connection(connection_id: int) -> Connection | None:
+    return Connection.objects.filter(pk=connection_id).first()
+
+
+def push_invoices(connection_id: int, invoice_ids: list[int] | None = None, trigger="save") -> int:
+    connection = _connection(connection_id)
+    if connection is None:
+        return 0
+    run = sync_run(
+        connection=connection, trigger=trigger, direction="push", invoice_ids=invoice_ids
+    )
+    return run.pk
+
+
+def run_sync(connection_id: int, direction: str = "both", trigger: str = "button") -> int:
+    connection = _connection(connection_id)
+    if connection is None:
+        return 0
+    return sync_run(connection=connection, trigger=trigger, direction=direction).pk
+
+
+def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
+    """Pull every connected company with this realm id (webhooks name realms)."""
+    runs = []
+    for connection in Connection.objects.filter(
+        realm_id=realm_id, status=Connection.Status.CONNECTED
+    ):
+        runs.append(sync_run(connection=connection, trigger=trigger, direction="pull").pk)
+    return runs
+
+
+def scheduled_sync() -> list[int]:
+    """Every minute: pull where the interval has passed, and retry failed records now due."""
+    now = timezone.now()
+    runs = []
+    for config in SyncConfiguration.objects.filter(
+        enabled=True, connection__status=Connection.Status.CONNECTED
+    ).select_related("connection"):
+        connection = config.connection
+        due_retry = (
+            SyncRecord.objects.filter(
+                connection=connection,
+                object_type="invoice",
+                status=SyncRecord.Status.FAILED,
+                next_retry_at__lte=now,
+            ).exists()
+            or SyncRecord.objects.filter(connection=connection, uncertain=True).exists()
+        )
+        due_pull = config.two_way and (
+            config.last_pull_at is None
+            or (now - config.last_pull_at).total_seconds() >= config.pull_interval_minutes * 60
+        )
+        if due_pull:
+            runs.append(sync_run(connection=connection, trigger="schedule", direction="both").pk)
+        elif due_retry or (not config.two_way and config.last_push_at is None):
+            runs.append(sync_run(connection=connection, trigger="schedule", direction="push").pk)
+    return runs
+
+
+def queue(func: str, *args, **kwargs) -> None:
+    """Queue a task (after the current transaction commits)."""
+    from django.db import transaction
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(func, *args, **kwargs))
+
+
+__all__ = ["SyncRun", "pull_realm", "push_invoices", "queue", "run_sync", "scheduled_sync"]

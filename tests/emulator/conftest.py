@@ -1,0 +1,155 @@
+"""Fixtures for the QBO emulator tests: real HTTP against ``start_emulator`` on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+
+from integrations.quickbooks.emulator import RunningEmulator, start_emulator
+
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-secret"
+REDIRECT_URI = "http://localhost:8000/qbo/callback"
+VERIFIER = "test-verifier-token"
+SETTINGS = {
+    "client_id": CLIENT_ID,
+    "client_secret": CLIENT_SECRET,
+    "redirect_uris": [REDIRECT_URI],
+    "webhook_verifier": VERIFIER,
+}
+
+
+class Qbo:
+    """A minimal v3 client for tests: one realm, one bearer token, JSON in and out."""
+
+    def __init__(self, emulator: RunningEmulator, realm_id: str, token: str | None = None) -> None:
+        self.emulator = emulator
+        self.realm_id = realm_id
+        self.base = f"{emulator.base_url}/v3/company/{realm_id}"
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if token is None:
+            token = emulator.tokens(realm_id)["access_token"]
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, **params) -> requests.Response:
+        return self.session.get(f"{self.base}/{path}", params=params, timeout=10)
+
+    def post(self, path: str, body: object = None, **params) -> requests.Response:
+        return self.session.post(f"{self.base}/{path}", json=body, params=params, timeout=10)
+
+    def create(self, entity: str, body: dict, **params) -> dict:
+        response = self.post(entity.lower(), body, **params)
+        assert response.status_code == 200, response.text
+        return response.json()[entity]
+
+    def read(self, entity: str, obj_id: str) -> dict:
+        response = self.get(f"{entity.lower()}/{obj_id}")
+        assert response.status_code == 200, response.text
+        return response.json()[entity]
+
+    def query(self, statement: str) -> dict:
+        response = self.get("query", query=statement)
+        assert response.status_code == 200, response.text
+        return response.json()["QueryResponse"]
+
+    def rows(self, entity: str) -> list[dict]:
+        """Every stored object of an entity, read from the emulator's state."""
+        return self.emulator.realm(self.realm_id).rows(entity)
+
+    def find(self, entity: str, **fields) -> dict:
+        for row in self.rows(entity):
+            if all(row.get(k) == v for k, v in fields.items()):
+                return row
+        raise LookupError(f"no {entity} with {fields}")
+
+    def customer(self, **extra) -> dict:
+        return self.create("Customer", {"DisplayName": unique("Customer"), **extra})
+
+    def service_item(self, **extra) -> dict:
+        income = self.find("Account", AccountType="Income", Active=True)
+        body = {
+            "Name": unique("Item"),
+            "Type": "Service",
+            "IncomeAccountRef": {"value": income["Id"]},
+            "UnitPrice": 50,
+            **extra,
+        }
+        return self.create("Item", body)
+
+    def tax_code(self) -> dict:
+        """A sales tax code with at least one rate (the sandbox's California code)."""
+        for code in self.rows("TaxCode"):
+            if (code.get("SalesTaxRateList") or {}).get("TaxRateDetail") and code.get("Active"):
+                return code
+        raise LookupError("no tax code with rates")
+
+    def invoice(self, customer: dict | None = None, lines: list | None = None, **extra) -> dict:
+        customer = customer or self.customer()
+        if lines is None:
+            item = self.service_item()
+            lines = [sales_line(item, qty=2, price=50)]
+        return self.create(
+            "Invoice", {"CustomerRef": {"value": customer["Id"]}, "Line": lines, **extra}
+        )
+
+
+def sales_line(item: dict, *, qty: float, price: float, tax: str | None = None) -> dict:
+    detail: dict = {"ItemRef": {"value": item["Id"]}, "Qty": qty, "UnitPrice": price}
+    if tax:
+        detail["TaxCodeRef"] = {"value": tax}
+    return {
+        "Amount": round(qty * price, 2),
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": detail,
+    }
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix} {uuid.uuid4().hex[:10]}"
+
+
+def fault(response: requests.Response) -> dict:
+    """The first error of a v3 Fault, asserting the envelope's shape."""
+    body = response.json()
+    assert set(body) == {"Fault", "time"}, body
+    return body["Fault"]["Error"][0]
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[RunningEmulator]:
+    """One shared emulator, throttle off, for tests that do not move the clock."""
+    try:
+        running = start_emulator(throttle=False, **SETTINGS)
+    except OSError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"the QBO emulator could not start on loopback: {exc}")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., RunningEmulator]]:
+    """Start a private emulator with options (for clock jumps, throttle, faults)."""
+    started: list[RunningEmulator] = []
+
+    def factory(**options) -> RunningEmulator:
+        running = start_emulator(**{**SETTINGS, "throttle": False, **options})
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def realm_id(emulator: RunningEmulator) -> str:
+    return emulator.realm_ids[0]
+
+
+@pytest.fixture
+def qbo(emulator: RunningEmulator, realm_id: str) -> Qbo:
+    return Qbo(emulator, realm_id)

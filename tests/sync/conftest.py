@@ -1,0 +1,58 @@
+from decimal import Decimal
+
+import pytest
+
+from integrations import services as connection_services
+from integrations.models import QuickBooksTaxCode, TaxMapping
+from portal.models import Customer, Invoice, Item, TaxRate
+from portal.services import invoice_save_lines
+
+
+@pytest.fixture
+def ready(connection_factory):
+    """A connection set up as staff would: accounts fetched, journals picked, tax mapped."""
+    connection = connection_factory()
+    connection_services.accounts_fetch(connection=connection)
+    connection_services.tax_codes_fetch(connection=connection)
+    accounts = {a.name: a for a in connection.accounts.all()}
+    income = next(a for a in accounts.values() if a.account_type == "Income")
+    cogs = next(a for a in accounts.values() if a.account_type == "Cost of Goods Sold")
+    asset = next(a for a in accounts.values() if a.account_sub_type == "Inventory")
+    connection_services.journals_save(
+        connection=connection, income_account=income, expense_account=cogs, asset_account=asset
+    )
+    rate = TaxRate.objects.create(name="California", percent=Decimal("8"))
+    code = QuickBooksTaxCode.objects.get(connection=connection, name="California")
+    TaxMapping.objects.create(connection=connection, tax_rate=rate, tax_code=code)
+    connection.refresh_from_db()
+    return connection
+
+
+@pytest.fixture
+def make_invoice(db):
+    counter = {"n": 0}
+
+    def make(number=None, customer="Bayside Dental", lines=None, **fields):
+        counter["n"] += 1
+        customer_obj, _ = Customer.objects.get_or_create(
+            display_name=customer, defaults={"email": "ap@example.com"}
+        )
+        invoice = Invoice.objects.create(
+            number=number or f"INV-{1000 + counter['n']}", customer=customer_obj, **fields
+        )
+        lines = lines or [("Consulting hour", 2, "150.00", True)]
+        values = []
+        for name, qty, price, taxed in lines:
+            item, _ = Item.objects.get_or_create(name=name, defaults={"sales_price": price})
+            values.append(
+                {
+                    "item": item,
+                    "quantity": Decimal(str(qty)),
+                    "unit_price": Decimal(price),
+                    "tax_rate": TaxRate.objects.get(name="California") if taxed else None,
+                }
+            )
+        invoice_save_lines(invoice=invoice, lines=values)
+        return invoice
+
+    return make

@@ -1,21 +1,52 @@
-"""The QuickBooks settings page in the admin: one page, one tab per step of the set-up."""
+"""The QuickBooks settings page in the admin: one page, one tab per step of the set-up.
+
+Each view checks its own permission (the page hides what a role may not do; the server refuses
+it with 403), parses the request, calls one service and reports with a message.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.shortcuts import redirect
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch
+from django.db.models.functions import TruncDate
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from integrations import selectors, services
-from integrations.models import Connection, QuickBooksAccount
+from integrations import fieldmap, mapping_services, selectors, services
+from integrations.models import Connection, FieldMapping, QuickBooksAccount, SyncConfiguration
 from integrations.quickbooks.errors import QBOError
 
 TABS = [
     ("connection", "Connection"),
+    ("configuration", "Configuration"),
     ("journals", "Journals"),
+    ("mapping", "Mapping"),
+    ("items", "Items"),
+    ("history", "Sync history"),
+    ("conflicts", "Conflicts"),
 ]
+MAPPING_SUBTABS = [("tax", "Tax"), ("invoices", "Invoices")]
+
+VIEW = "integrations.view_connection"
+CHANGE = "integrations.change_connection"
+MANAGE = "integrations.manage_connection"
+SYNC = "portal.sync_invoice"
+
+# A queued sync shows on the history tab, refreshing, until its run starts or this long passes
+# (after which the page says the worker may not be running, rather than refreshing forever).
+QUEUED_WAIT = timedelta(seconds=60)
+ACTIVE_RUN = ("queued", "running")
 
 
 def _require(request, permission: str, what: str) -> None:
@@ -23,14 +54,44 @@ def _require(request, permission: str, what: str) -> None:
         raise PermissionDenied(f"You may not {what}.")
 
 
-def quickbooks_settings(request, admin_site):
-    _require(request, "integrations.view_connection", "view the QuickBooks settings")
+def _url(name: str, **query) -> str:
+    url = reverse(name)
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def _tab_url(tab: str, **query) -> str:
+    return _url("admin:quickbooks", tab=tab, **query)
+
+
+class SyncConfigurationForm(forms.ModelForm):
+    class Meta:
+        model = SyncConfiguration
+        fields = [
+            "app",
+            "sync_type",
+            "enabled",
+            "push_on_save",
+            "pull_interval_minutes",
+            "conflict_rule",
+            "first_invoice_date",
+            "auto_create_customers",
+            "auto_create_items",
+        ]
+        widgets = {"first_invoice_date": forms.DateInput(attrs={"type": "date"})}
+
+
+# --- The page --------------------------------------------------------------------------------
+
+
+def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
+    """Render the settings page; ``overrides`` carries a re-rendered form with its errors."""
+    _require(request, VIEW, "view the QuickBooks settings")
     connection = selectors.connection_current()
     tab = request.GET.get("tab", "connection")
     if tab not in dict(TABS):
         tab = "connection"
-    can_manage = request.user.has_perm("integrations.manage_connection")
-    can_change = request.user.has_perm("integrations.change_connection")
+    user = request.user
+    missing = mapping_services.readiness(connection)
     context = {
         **admin_site.each_context(request),
         "title": "QuickBooks",
@@ -38,14 +99,44 @@ def quickbooks_settings(request, admin_site):
         "tab": tab,
         "connection": connection,
         "connected": bool(connection and connection.is_connected),
-        "can_manage": can_manage,
-        "can_change": can_change,
+        "can_manage": user.has_perm(MANAGE),
+        "can_change": user.has_perm(CHANGE),
+        "can_sync": user.has_perm(SYNC),
+        "readiness": [
+            {"message": message, "tab": key, "url": _tab_url(key), "label": dict(TABS)[key]}
+            for message, key in missing
+        ],
         "environment": services.settings.QBO_ENVIRONMENT,
         "other_connections": Connection.objects.exclude(pk=getattr(connection, "pk", None)),
     }
     if connection is not None:
-        choices = selectors.journal_choices(connection=connection)
-        context["journals"] = [
+        builder = {
+            "configuration": _configuration_context,
+            "journals": _journals_context,
+            "mapping": _mapping_context,
+            "items": _items_context,
+            "history": _history_context,
+            "conflicts": _conflicts_context,
+        }.get(tab)
+        if builder is not None:
+            context.update(builder(request, connection))
+    context.update(overrides or {})
+    return TemplateResponse(request, "admin/quickbooks/settings.html", context, status=status)
+
+
+def _configuration_context(request, connection):
+    config = mapping_services.configuration_get(connection=connection)
+    form = SyncConfigurationForm(instance=config)
+    if not request.user.has_perm(CHANGE):
+        for field in form.fields.values():
+            field.disabled = True
+    return {"config_form": form, "config": config}
+
+
+def _journals_context(request, connection):
+    choices = selectors.journal_choices(connection=connection)
+    return {
+        "journals": [
             {
                 "field": field,
                 "label": label,
@@ -59,9 +150,149 @@ def quickbooks_settings(request, admin_site):
                 ("expense_account", "Expense"),
                 ("asset_account", "Inventory Asset"),
             )
-        ]
+        ],
+        "tax_codes": list(connection.tax_codes.filter(active=True)),
+    }
+
+
+def _mapping_context(request, connection):
+    sub = request.GET.get("sub", "tax")
+    if sub not in dict(MAPPING_SUBTABS):
+        sub = "tax"
+    context = {"subtabs": MAPPING_SUBTABS, "sub": sub}
+    if sub == "tax":
+        from integrations.models import TaxMapping
+        from portal.models import TaxRate
+
+        mapped = dict(
+            TaxMapping.objects.filter(connection=connection).values_list(
+                "tax_rate_id", "tax_code_id"
+            )
+        )
         context["tax_codes"] = list(connection.tax_codes.filter(active=True))
-    return TemplateResponse(request, "admin/quickbooks/settings.html", context)
+        context["tax_rows"] = [
+            {"rate": rate, "selected": mapped.get(rate.pk)}
+            for rate in TaxRate.objects.order_by("-active", "name")
+        ]
+    else:
+        current = mapping_services.field_mappings_current(connection=connection)
+        context["field_rows"] = _field_rows(connection, current, errors={})
+        context["directions"] = FieldMapping.Direction.choices
+    return context
+
+
+def _field_rows(connection, values: dict[str, tuple[str, str]], *, errors: dict[str, str]):
+    custom = connection.custom_fields or {}
+    return [
+        {
+            "field": field,
+            "choices": fieldmap.qbo_choices(field, custom),
+            "qbo_field": values.get(field.name, (field.default, "both"))[0],
+            "direction": values.get(field.name, (field.default, "both"))[1],
+            "default_label": fieldmap.QBO_FIELD_LABELS.get(field.default, "not mapped"),
+            "error": errors.get(field.name, ""),
+        }
+        for field in fieldmap.LOCAL_FIELDS
+    ]
+
+
+def _items_context(request, connection):
+    from portal.models import Item
+    from sync.models import SyncRecord
+
+    items = Item.objects.order_by("name").prefetch_related(
+        Prefetch(
+            "sync_records",
+            queryset=SyncRecord.objects.filter(connection=connection),
+            to_attr="qbo_records",
+        )
+    )
+    page = Paginator(items, 50).get_page(request.GET.get("page"))
+    for item in page.object_list:
+        item.qbo_record = item.qbo_records[0] if item.qbo_records else None
+    return {"items_page": page}
+
+
+def _history_context(request, connection):
+    from sync.models import SyncRun
+
+    page = Paginator(SyncRun.objects.filter(connection=connection), 25).get_page(
+        request.GET.get("page")
+    )
+    waiting = False
+    since = request.GET.get("queued")
+    if since and page.number == 1:
+        try:
+            queued_at = datetime.fromtimestamp(float(since), tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            queued_at = None
+        if queued_at and timezone.now() - queued_at < QUEUED_WAIT:
+            # Runs are created when the worker picks the task up; until then, keep looking.
+            waiting = not SyncRun.objects.filter(
+                connection=connection, started_at__gte=queued_at - timedelta(seconds=1)
+            ).exists()
+        elif queued_at:
+            waiting = None  # queued a while ago and never started: say so
+    active = any(run.status in ACTIVE_RUN for run in page.object_list)
+    return {
+        "runs_page": page,
+        "waiting_for_worker": waiting,
+        "auto_refresh": bool(active or waiting),
+    }
+
+
+def _conflicts_context(request, connection):
+    from sync.models import SyncRecord
+
+    records = (
+        SyncRecord.objects.filter(connection=connection, status=SyncRecord.Status.CONFLICT)
+        .select_related("invoice", "customer", "item")
+        .order_by("-updated_at")
+    )
+    return {"conflicts": [_conflict_view(record) for record in records]}
+
+
+def _conflict_view(record) -> dict:
+    portal = record.conflict_portal or {}
+    qbo = record.conflict_qbo or {}
+    labels = {f.name: f.label for f in fieldmap.LOCAL_FIELDS}
+    labels.update({"tax_code": "Tax code", "void": "Void", "name": "Name"})
+    keys = list(portal) + [k for k in qbo if k not in portal]
+    rows = []
+    for key in keys:
+        left, right = portal.get(key), qbo.get(key)
+        rows.append(
+            {
+                "field": labels.get(key, key.replace("_", " ").capitalize()),
+                "portal": _plain(left),
+                "qbo": _plain(right),
+                "differs": left != right,
+            }
+        )
+    return {"record": record, "rows": rows}
+
+
+def _plain(value) -> str:
+    """A neutral value as staff read it: lines one per row, empty as a dash."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "\n".join(_plain(v) for v in value) or "-"
+    if isinstance(value, dict):
+        if "item" in value:
+            tax = ", taxable" if value.get("taxable") else ""
+            return (
+                f"{value.get('quantity', '')} x {value.get('item', '')} @ "
+                f"{value.get('unit_price', '')} = {value.get('amount', '')}{tax}"
+                + (f" ({value['description']})" if value.get("description") else "")
+            )
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+# --- Connection and journals (connect flow lives in integrations.services) -------------------
 
 
 def _current_or_404(request) -> Connection | None:
@@ -72,13 +303,13 @@ def _current_or_404(request) -> Connection | None:
 
 
 def quickbooks_connect(request, admin_site):
-    _require(request, "integrations.manage_connection", "connect QuickBooks")
+    _require(request, MANAGE, "connect QuickBooks")
     return redirect(services.connect_start(request=request))
 
 
 @require_POST
 def quickbooks_disconnect(request, admin_site):
-    _require(request, "integrations.manage_connection", "disconnect QuickBooks")
+    _require(request, MANAGE, "disconnect QuickBooks")
     connection = _current_or_404(request)
     if connection is not None and connection.status != Connection.Status.DISCONNECTED:
         note = services.connection_disconnect(connection=connection)
@@ -93,7 +324,7 @@ def quickbooks_disconnect(request, admin_site):
 
 @require_POST
 def quickbooks_fetch_accounts(request, admin_site):
-    _require(request, "integrations.change_connection", "fetch from QuickBooks")
+    _require(request, CHANGE, "fetch from QuickBooks")
     connection = _current_or_404(request)
     if connection is None:
         return redirect("admin:quickbooks")
@@ -106,12 +337,12 @@ def quickbooks_fetch_accounts(request, admin_site):
         messages.error(request, f"Fetching from QuickBooks failed: {exc.user_message}")
     else:
         messages.success(request, f"Accounts fetched: {accounts}. Tax codes fetched: {codes}.")
-    return redirect(f"{_url('admin:quickbooks')}?tab=journals")
+    return redirect(_tab_url("journals"))
 
 
 @require_POST
 def quickbooks_journals(request, admin_site):
-    _require(request, "integrations.change_connection", "change the journals")
+    _require(request, CHANGE, "change the journals")
     connection = _current_or_404(request)
     if connection is None:
         return redirect("admin:quickbooks")
@@ -132,10 +363,347 @@ def quickbooks_journals(request, admin_site):
                 messages.error(request, f"{label} account: {error}")
     else:
         messages.success(request, "Journals saved: new items will be created with these accounts.")
-    return redirect(f"{_url('admin:quickbooks')}?tab=journals")
+    return redirect(_tab_url("journals"))
 
 
-def _url(name: str) -> str:
-    from django.urls import reverse
+# --- Configuration and mapping ---------------------------------------------------------------
 
-    return reverse(name)
+
+@require_POST
+def quickbooks_configuration(request, admin_site):
+    _require(request, CHANGE, "change the sync configuration")
+    connection = _current_or_404(request)
+    if connection is None:
+        return redirect("admin:quickbooks")
+    form = SyncConfigurationForm(
+        request.POST, instance=mapping_services.configuration_get(connection=connection)
+    )
+    if form.is_valid():
+        try:
+            mapping_services.configuration_save(connection=connection, **form.cleaned_data)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, "Configuration saved.")
+            return redirect(_tab_url("configuration"))
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else "Configuration"
+        messages.error(request, f"{label}: {' '.join(errors)}")
+    request.GET = request.GET.copy()
+    request.GET["tab"] = "configuration"
+    return quickbooks_settings(request, admin_site, overrides={"config_form": form}, status=400)
+
+
+@require_POST
+def quickbooks_tax_mapping(request, admin_site):
+    _require(request, CHANGE, "change the tax mapping")
+    connection = _current_or_404(request)
+    if connection is None:
+        return redirect("admin:quickbooks")
+    codes: dict[int, int | None] = {}
+    for key, value in request.POST.items():
+        if key.startswith("tax-") and key[4:].isdigit():
+            codes[int(key[4:])] = int(value) if value.isdigit() else None
+    try:
+        counts = mapping_services.tax_mappings_save(connection=connection, codes=codes)
+    except ValidationError as exc:
+        for name, errors in exc.message_dict.items():
+            messages.error(request, f"Tax rate {name}: {' '.join(errors)}")
+    else:
+        unmapped = mapping_services.tax_rates_unmapped(connection=connection)
+        message = f"Tax mapping saved: {counts['mapped']} mapped."
+        if unmapped:
+            message += f" Still not mapped: {', '.join(r.name for r in unmapped)}."
+            messages.warning(request, message)
+        else:
+            messages.success(request, message)
+    return redirect(_tab_url("mapping", sub="tax"))
+
+
+@require_POST
+def quickbooks_field_mapping(request, admin_site):
+    _require(request, CHANGE, "change the field mapping")
+    connection = _current_or_404(request)
+    if connection is None:
+        return redirect("admin:quickbooks")
+    rows = {}
+    for field in fieldmap.LOCAL_FIELDS:
+        qbo_field = request.POST.get(f"map-{field.name}-qbo", "")
+        direction = request.POST.get(f"map-{field.name}-direction", FieldMapping.Direction.BOTH)
+        rows[field.name] = (field.default if field.fixed else qbo_field, direction)
+    try:
+        mapping_services.field_mappings_save(connection=connection, rows=rows)
+    except ValidationError as exc:
+        errors = {name: " ".join(messages_) for name, messages_ in exc.message_dict.items()}
+        for message in errors.values():
+            messages.error(request, message)
+        request.GET = request.GET.copy()
+        request.GET["tab"], request.GET["sub"] = "mapping", "invoices"
+        overrides = {
+            "field_rows": _field_rows(connection, rows, errors=errors),
+            "mapping_error_all": errors.get("__all__", ""),
+        }
+        return quickbooks_settings(request, admin_site, overrides=overrides, status=400)
+    messages.success(request, "Invoice field mapping saved.")
+    return redirect(_tab_url("mapping", sub="invoices"))
+
+
+@require_POST
+def quickbooks_custom_fields(request, admin_site):
+    _require(request, CHANGE, "fetch custom fields from QuickBooks")
+    connection = _current_or_404(request)
+    if connection is None:
+        return redirect("admin:quickbooks")
+    try:
+        found = mapping_services.custom_fields_fetch(connection=connection)
+    except services.ReconnectRequired as exc:
+        messages.error(request, exc.user_message)
+    except QBOError as exc:
+        messages.error(request, f"Fetching custom fields failed: {exc.user_message}")
+    else:
+        if found:
+            names = ", ".join(f"{n}: {label}" for n, label in found.items())
+            messages.success(request, f"Custom fields in use in QuickBooks: {names}.")
+        else:
+            messages.warning(
+                request,
+                "QuickBooks has no text custom fields in use on sales forms. Turn them on in "
+                "QuickBooks (Account and settings > Sales > Custom fields) and fetch again.",
+            )
+    return redirect(_tab_url("mapping", sub="invoices"))
+
+
+# --- Sync, quick sync, history and conflicts -------------------------------------------------
+
+
+def _queue(func: str, *args) -> None:
+    # Looked up at call time so tests can capture what is queued.
+    from sync import tasks
+
+    tasks.queue(func, *args)
+
+
+def _queued_history_url() -> str:
+    return _tab_url("history", queued=f"{timezone.now().timestamp():.3f}")
+
+
+@require_POST
+def quickbooks_sync(request, admin_site):
+    _require(request, SYNC, "start a sync")
+    connection = selectors.connection_current()
+    missing = mapping_services.readiness(connection)
+    if missing:
+        messages.error(request, "Sync cannot run yet: " + " ".join(m for m, _ in missing))
+        return redirect(_tab_url(missing[0][1]))
+    _queue("sync.tasks.run_sync", connection.pk, "both", "button")
+    messages.success(
+        request,
+        "Sync queued: pushing portal changes to QuickBooks, then pulling QuickBooks' changes. "
+        "Progress shows below.",
+    )
+    return redirect(_queued_history_url())
+
+
+@require_POST
+def quickbooks_quick_sync(request, admin_site):
+    _require(request, SYNC, "start a sync")
+    connection = selectors.connection_current()
+    missing = [
+        (m, tab)
+        for m, tab in mapping_services.readiness(connection)
+        if tab != mapping_services.TAB_MAPPING  # items carry no tax code
+    ]
+    if missing:
+        messages.error(request, "Quick sync cannot run yet: " + " ".join(m for m, _ in missing))
+        return redirect(_tab_url("items"))
+    _queue("sync.tasks.run_sync", connection.pk, "items", "button")
+    messages.success(
+        request, "Quick sync queued: portal items go to QuickBooks and QuickBooks items come back."
+    )
+    return redirect(_queued_history_url())
+
+
+def quickbooks_run(request, admin_site, run_id: int):
+    _require(request, VIEW, "view the sync history")
+    from sync.models import SyncRun
+
+    run = get_object_or_404(SyncRun.objects.select_related("connection"), pk=run_id)
+    events = run.events.select_related("record", "record__invoice", "record__customer")
+    page = Paginator(events.select_related("record__item"), 200).get_page(request.GET.get("page"))
+    context = {
+        **admin_site.each_context(request),
+        "title": f"Sync run {run.pk}",
+        "run": run,
+        "events_page": page,
+        "auto_refresh": run.status in ACTIVE_RUN,
+        "history_url": _tab_url("history"),
+    }
+    return TemplateResponse(request, "admin/quickbooks/run.html", context)
+
+
+@require_POST
+def quickbooks_conflict_resolve(request, admin_site, record_id: int):
+    _require(request, CHANGE, "resolve conflicts")
+    from sync.models import SyncRecord
+
+    record = get_object_or_404(
+        SyncRecord.objects.select_related("connection", "invoice"), pk=record_id
+    )
+    keep = request.POST.get("keep", "")
+    if keep not in ("portal", "quickbooks"):
+        messages.error(request, "Choose Keep portal or Keep QuickBooks.")
+        return redirect(_tab_url("conflicts"))
+    label = record.label
+    if record.status != SyncRecord.Status.CONFLICT:
+        messages.error(request, f"{label} is not in conflict any more.")
+        return redirect(_tab_url("conflicts"))
+    side = "the portal's" if keep == "portal" else "QuickBooks'"
+    # Like every sync, the resolution runs in the worker; the history tab shows its run.
+    from sync.tasks import queue
+
+    queue("sync.tasks.resolve_conflict", record.pk, keep)
+    messages.success(
+        request, f"{label}: keeping {side} version. The result shows on the Sync history tab."
+    )
+    return redirect(_tab_url("conflicts"))
+
+
+# --- Dashboard on the admin index ------------------------------------------------------------
+
+CHART_DAYS = 30
+CHART_SERIES = (
+    # (key, label, colour, SyncEvent actions counted)
+    ("created", "Created", "#2e7d32", ("created",)),
+    ("updated", "Updated", "#1565c0", ("updated", "voided", "pulled")),
+    ("failed", "Failed", "#c62828", ("failed",)),
+    ("conflict", "Conflicts", "#ad5a00", ("conflict",)),
+)
+
+
+def dashboard_context(request) -> dict:
+    """The admin index's dashboard: connection health, counts, failures and the chart."""
+    from portal.models import Invoice
+    from sync.models import SyncEvent, SyncRecord
+
+    connection = selectors.connection_current()
+    context = {"connection": connection, "readiness": mapping_services.readiness(connection)}
+    if connection is None:
+        return context
+    config = mapping_services.configuration_get(connection=connection)
+    records = SyncRecord.objects.filter(connection=connection, object_type="invoice")
+    by_status = dict(records.values_list("status").annotate(n=Count("id")).order_by())
+    invoices = Invoice.objects.count()
+    by_status[SyncRecord.Status.NOT_SYNCED] = by_status.get(SyncRecord.Status.NOT_SYNCED, 0) + max(
+        0, invoices - sum(by_status.values())
+    )
+    changelist = reverse("admin:portal_invoice_changelist")
+    context["status_counts"] = [
+        {
+            "status": value,
+            "label": label,
+            "count": by_status.get(value, 0),
+            "url": f"{changelist}?qbo_status={value}",
+        }
+        for value, label in SyncRecord.Status.choices
+    ]
+    context["attention"] = list(
+        records.filter(status__in=[SyncRecord.Status.FAILED, SyncRecord.Status.CONFLICT])
+        .select_related("invoice")
+        .order_by("-updated_at")[:10]
+    )
+    context["attention_total"] = by_status.get(SyncRecord.Status.FAILED, 0) + by_status.get(
+        SyncRecord.Status.CONFLICT, 0
+    )
+    context["config"] = config
+    context["last_run"] = connection.sync_runs.order_by("-started_at").first()
+
+    today = timezone.localdate()
+    start = today - timedelta(days=CHART_DAYS - 1)
+    start_at = timezone.make_aware(datetime.combine(start, datetime.min.time()))
+    counted = {action: key for key, _l, _c, actions in CHART_SERIES for action in actions}
+    rows = (
+        SyncEvent.objects.filter(
+            run__connection=connection, created_at__gte=start_at, action__in=list(counted)
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day", "action")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    days = [start + timedelta(days=i) for i in range(CHART_DAYS)]
+    per_day = {day: {key: 0 for key, *_ in CHART_SERIES} for day in days}
+    for day, action, n in rows:
+        if day in per_day:
+            per_day[day][counted[action]] += n
+    context["chart"] = outcomes_chart_svg(days=days, per_day=per_day)
+    context["chart_totals"] = [
+        (label, colour, sum(per_day[d][key] for d in days))
+        for key, label, colour, _a in CHART_SERIES
+    ]
+    return context
+
+
+def outcomes_chart_svg(*, days: list, per_day: dict) -> SafeString:
+    """Stacked bars of sync outcomes per day, as inline SVG (no script, no external files).
+
+    Numbers are formatted here; every text (labels, dates) goes through ``escape``.
+    """
+    width, height = 720, 220
+    left, right, top, bottom = 36, 8, 12, 24
+    plot_w, plot_h = width - left - right, height - top - bottom
+    totals = [sum(per_day[d].values()) for d in days]
+    peak = max([*totals, 1])
+    step = _nice_step(peak)
+    y_max = step * -(-peak // step)
+    slot = plot_w / len(days)
+    bar_w = max(2.0, slot * 0.7)
+    parts = [
+        f'<svg id="qbo-outcomes-chart" class="ll-chart" viewBox="0 0 {width} {height}" '
+        'role="img" aria-labelledby="qbo-chart-title" preserveAspectRatio="xMidYMid meet" '
+        'xmlns="http://www.w3.org/2000/svg">'
+        f'<title id="qbo-chart-title">Sync outcomes per day, last {len(days)} days</title>'
+    ]
+    for tick in range(0, y_max + 1, step):
+        y = top + plot_h - plot_h * tick / y_max
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc" '
+            f'stroke-width="1"/><text x="{left - 4}" y="{y + 3:.1f}" font-size="10" '
+            f'text-anchor="end" fill="currentColor">{tick}</text>'
+        )
+    for i, day in enumerate(days):
+        x = left + i * slot + (slot - bar_w) / 2
+        y = top + plot_h
+        rects = []
+        summary = []
+        for key, label, colour, _actions in CHART_SERIES:
+            n = per_day[day][key]
+            summary.append(f"{n} {label.lower()}")
+            if not n:
+                continue
+            h = plot_h * n / y_max
+            y -= h
+            rects.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'fill="{colour}"/>'
+            )
+        title = escape(f"{day.strftime('%d %b')}: {', '.join(summary)}")
+        parts.append(
+            f'<g class="ll-chart-day" data-day="{day.isoformat()}"><title>{title}</title>'
+            f"{''.join(rects)}</g>"
+        )
+        if i % 5 == 0 or i == len(days) - 1:
+            parts.append(
+                f'<text x="{left + i * slot + slot / 2:.1f}" y="{top + plot_h + 14}" '
+                f'font-size="10" text-anchor="middle" fill="currentColor">'
+                f"{escape(day.strftime('%d %b'))}</text>"
+            )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # numbers and escaped text only
+
+
+def _nice_step(peak: int) -> int:
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000):
+        if peak / step <= 5:
+            return step
+    return 10 ** len(str(peak))

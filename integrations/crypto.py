@@ -16,8 +16,18 @@ class TokenDecryptionError(Exception):
         )
 
 
+def _keys() -> list[str]:
+    keys = settings.TOKEN_ENCRYPTION_KEYS
+    # Settings parse the variable into a list; a plain "new,old" string (as in .env) is
+    # accepted too rather than being iterated character by character.
+    if isinstance(keys, str):
+        keys = keys.split(",")
+    return [key.strip() for key in keys if key and key.strip()]
+
+
 def _fernet() -> MultiFernet:
-    return MultiFernet([Fernet(key.encode()) for key in settings.TOKEN_ENCRYPTION_KEYS])
+    # Read at call time so a key rotation (or a test's override) takes effect at once.
+    return MultiFernet([Fernet(key.encode()) for key in _keys()])
 
 
 def encrypt(value: str) -> str:
@@ -33,15 +43,15 @@ def decrypt(value: str) -> str:
         return ""
     try:
         return _fernet().decrypt(value.encode()).decode()
-    except InvalidToken:
+    except (InvalidToken, UnicodeError):
         raise TokenDecryptionError() from None
 
 
 def rotate(value: str) -> str:
-    """Re-encrypt with the newest key."""
+    """Re-encrypt with the newest key; raises TokenDecryptionError (never the token)."""
     if not value:
         return ""
     try:
         return _fernet().rotate(value.encode()).decode()
-    except InvalidToken:
+    except (InvalidToken, UnicodeError):
         raise TokenDecryptionError() from None

@@ -53,6 +53,8 @@ class Connection(models.Model):
     disconnected_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     accounts_fetched_at = models.DateTimeField(null=True, blank=True)
+    # DefinitionId -> name of the custom sales-form fields in use (from QBO Preferences).
+    custom_fields = models.JSONField(default=dict, blank=True)
     income_account = models.ForeignKey(
         "QuickBooksAccount",
         on_delete=models.SET_NULL,

@@ -10,20 +10,31 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from integrations import crypto
 from integrations.models import Connection, QuickBooksAccount, QuickBooksTaxCode
 from integrations.quickbooks import oauth
 from integrations.quickbooks.client import QBOClient
-from integrations.quickbooks.errors import InvalidGrantError, OAuthError, QBOError
+from integrations.quickbooks.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    InvalidGrantError,
+    OAuthError,
+    QBOError,
+)
 
 logger = logging.getLogger(__name__)
 
 STATE_SESSION_KEY = "ledgerlink.qbo.oauth_states"
 STATE_LIFETIME = timedelta(minutes=10)
+# Spent-by-time states are kept a while longer so a late answer is told it expired rather
+# than that it is unknown; at most this many Connects are open per session.
+STATE_KEEP = timedelta(hours=2)
+STATE_MAX = 10
 # Refresh an access token this long before it expires, so a request never carries a token
 # that dies in flight.
 ACCESS_TOKEN_MARGIN = timedelta(minutes=5)
@@ -52,22 +63,32 @@ class ReconnectRequired(Exception):
 # --- Connect -------------------------------------------------------------------------------
 
 
+def _now() -> float:
+    """Seconds since the epoch for the connect state's age (a seam tests move forward)."""
+    return time.time()
+
+
 def connect_start(*, request) -> str:
     """Return Intuit's authorize URL with a fresh single-use ``state`` bound to this session."""
     state = secrets.token_urlsafe(32)
-    now = time.time()
-    states = {
-        key: issued
-        for key, issued in request.session.get(STATE_SESSION_KEY, {}).items()
-        if now - issued < STATE_LIFETIME.total_seconds()
-    }
+    now = _now()
+    kept = sorted(
+        (
+            (issued, key)
+            for key, issued in request.session.get(STATE_SESSION_KEY, {}).items()
+            if now - issued < STATE_KEEP.total_seconds()
+        ),
+        reverse=True,
+    )[: STATE_MAX - 1]
+    states = {key: issued for issued, key in kept}
     states[state] = now
     request.session[STATE_SESSION_KEY] = states
     return oauth.authorize_url(state=state)
 
 
 def _claim_state(request, state: str) -> None:
-    states = request.session.get(STATE_SESSION_KEY, {})
+    """Spend ``state`` (single use) and raise ConnectError unless this session issued it."""
+    states = dict(request.session.get(STATE_SESSION_KEY, {}))
     issued = states.pop(state, None) if state else None
     request.session[STATE_SESSION_KEY] = states
     if not state:
@@ -81,7 +102,7 @@ def _claim_state(request, state: str) -> None:
             "session, or it was already used. Nothing was changed; press Connect to QuickBooks "
             "again."
         )
-    if time.time() - issued > STATE_LIFETIME.total_seconds():
+    if _now() - issued > STATE_LIFETIME.total_seconds():
         raise ConnectError(
             "The QuickBooks sign-in took longer than 10 minutes and expired. Nothing was "
             "changed; press Connect to QuickBooks again."
@@ -91,21 +112,25 @@ def _claim_state(request, state: str) -> None:
 def connect_complete(*, request, params) -> tuple[Connection, bool]:
     """Finish the OAuth callback: check state, exchange the code, read the company, save.
 
-    Returns (connection, created). Raises ConnectError with a message for the person; no
-    connection is created or changed unless everything succeeded.
+    Returns (connection, created); reconnecting a company already known updates its row.
+    Raises ConnectError with a message for the person; no connection is created or changed
+    unless everything succeeded.
     """
-    error = params.get("error")
+    error = params.get("error", "").strip()
     state = params.get("state", "")
     if error:
         # The state is spent either way, so the same answer cannot be replayed later.
-        request.session.get(STATE_SESSION_KEY, {}).pop(state, None)
-        request.session.modified = True
+        states = dict(request.session.get(STATE_SESSION_KEY, {}))
+        states.pop(state, None)
+        request.session[STATE_SESSION_KEY] = states
         if error == "access_denied":
             raise ConnectError(
                 "You cancelled on the QuickBooks page, so nothing was connected. Press Connect "
                 "to QuickBooks to try again."
             )
-        raise ConnectError(f"QuickBooks refused the connection ({error}). Nothing was changed.")
+        raise ConnectError(
+            f"QuickBooks refused the connection ({error[:100]}). Nothing was changed."
+        )
     _claim_state(request, state)
     realm_id = params.get("realmId", "").strip()
     code = params.get("code", "").strip()
@@ -119,21 +144,36 @@ def connect_complete(*, request, params) -> tuple[Connection, bool]:
     now = timezone.now()
     try:
         tokens = oauth.exchange_code(code)
+    except InvalidGrantError as exc:
+        # For a code (not a refresh token) this means used, expired or for another app.
+        raise ConnectError(
+            "QuickBooks did not accept the sign-in code (it was already used or has expired). "
+            "Nothing was changed; press Connect to QuickBooks again."
+        ) from exc
     except OAuthError as exc:
-        raise ConnectError(f"QuickBooks refused the sign-in: {exc.user_message}") from exc
+        raise ConnectError(
+            f"QuickBooks refused the sign-in. {exc.user_message} Nothing was changed."
+        ) from exc
     except QBOError as exc:
-        raise ConnectError(f"QuickBooks could not be reached: {exc.user_message}") from exc
+        # Nothing retries a sign-in by itself, so the error's own "will try again" text
+        # would mislead here.
+        raise ConnectError(
+            "QuickBooks could not be reached to finish the sign-in, so nothing was connected. "
+            "Press Connect to QuickBooks again in a few minutes."
+        ) from exc
     client = QBOClient(realm_id=realm_id, access_token_provider=lambda: tokens.access_token)
     try:
         company = client.company_info()
     except QBOError as exc:
+        why = "" if exc.retryable else f" {exc.user_message}"
         raise ConnectError(
-            f"Connected, but the company's details could not be read: {exc.user_message}. "
-            "Nothing was saved; try again."
+            "QuickBooks accepted the sign-in, but the company's details could not be read, so "
+            f"nothing was saved.{why} Press Connect to QuickBooks again."
         ) from exc
     environment = settings.QBO_ENVIRONMENT
     with transaction.atomic():
-        connection, created = Connection.objects.get_or_create(
+        # Locked so a refresh finishing at the same moment cannot interleave with this write.
+        connection, created = Connection.objects.select_for_update().get_or_create(
             environment=environment, realm_id=realm_id
         )
         connection.company_name = company.get("CompanyName", "") or company.get("LegalName", "")
@@ -146,7 +186,7 @@ def connect_complete(*, request, params) -> tuple[Connection, bool]:
         connection.save()
     logger.info(
         "qbo.connection.connected",
-        extra={"realm_id": realm_id, "connection_id": connection.pk, "created": created},
+        extra={"realm_id": realm_id, "connection_id": connection.pk, "new_connection": created},
     )
     return connection, created
 
@@ -154,16 +194,21 @@ def connect_complete(*, request, params) -> tuple[Connection, bool]:
 def _store_tokens(connection: Connection, tokens, *, now: datetime) -> None:
     connection.access_token_encrypted = crypto.encrypt(tokens.access_token)
     connection.refresh_token_encrypted = crypto.encrypt(tokens.refresh_token)
-    connection.access_token_expires_at = now + timedelta(seconds=int(tokens.expires_in))
-    connection.refresh_token_expires_at = now + timedelta(
-        seconds=int(tokens.x_refresh_token_expires_in or 8726400)
-    )
+    # The TokenSet's times count from when the request was sent, so they err early.
+    connection.access_token_expires_at = tokens.access_expires_at
+    refresh_expires_at = tokens.refresh_expires_at
+    if tokens.refresh_hard_expires_at is not None:
+        # The five-year cap ends the connection however often it is refreshed.
+        refresh_expires_at = min(refresh_expires_at, tokens.refresh_hard_expires_at)
+    connection.refresh_token_expires_at = refresh_expires_at
     connection.token_version += 1
     connection.refresh_lease_until = None
     connection.last_refreshed_at = now
 
 
 # --- Disconnect ------------------------------------------------------------------------------
+
+DISCONNECTED_BY_INTUIT = "The app was disconnected from within QuickBooks."
 
 
 def connection_disconnect(*, connection: Connection) -> str:
@@ -179,14 +224,17 @@ def connection_disconnect(*, connection: Connection) -> str:
         note = "The stored tokens could not be decrypted, so they were only wiped here."
     if token:
         try:
-            oauth.revoke(token)
+            oauth.revoke(token, environment=connection.environment)
         except (OAuthError, QBOError) as exc:
             note = (
                 f"QuickBooks did not confirm the revoke ({exc.user_message}); the tokens were "
                 "wiped here anyway. You can also remove the app in QuickBooks under Apps."
             )
     _mark_disconnected(connection, last_error="")
-    logger.info("qbo.connection.disconnected", extra={"realm_id": connection.realm_id})
+    logger.info(
+        "qbo.connection.disconnected",
+        extra={"realm_id": connection.realm_id, "connection_id": connection.pk},
+    )
     return note
 
 
@@ -198,7 +246,8 @@ def _mark_disconnected(connection: Connection, *, last_error: str) -> None:
         access_token_expires_at=None,
         refresh_token_expires_at=None,
         refresh_lease_until=None,
-        token_version=connection.token_version + 1,
+        # A refresh in flight must not write its tokens back after this.
+        token_version=F("token_version") + 1,
         disconnected_at=timezone.now(),
         last_error=last_error,
     )
@@ -206,18 +255,60 @@ def _mark_disconnected(connection: Connection, *, last_error: str) -> None:
 
 
 def connection_disconnected_by_intuit(*, realm_id: str) -> list[Connection]:
-    """Intuit's disconnect URL: the company removed the app from QuickBooks' side."""
+    """Mark every connection of ``realm_id`` disconnected from QuickBooks' side.
+
+    Trusts the caller; Intuit's disconnect URL goes through ``connection_verify_disconnected``.
+    """
     connections = list(
         Connection.objects.filter(realm_id=realm_id).exclude(status=Connection.Status.DISCONNECTED)
     )
     for connection in connections:
-        _mark_disconnected(
-            connection, last_error="The app was disconnected from within QuickBooks."
+        _mark_disconnected(connection, last_error=DISCONNECTED_BY_INTUIT)
+        logger.info(
+            "qbo.connection.disconnected_by_intuit",
+            extra={"realm_id": realm_id, "connection_id": connection.pk},
         )
     return connections
 
 
+def connection_verify_disconnected(*, realm_id: str) -> list[tuple[Connection, bool]]:
+    """Intuit's disconnect URL: check with QuickBooks, then mark what it no longer accepts.
+
+    Anyone can open that address, so its word is not taken: each connected company of the
+    realm reads its CompanyInfo (refreshing tokens as usual). Only a connection QuickBooks
+    refuses outright (``invalid_grant`` on refresh, or 401 after a refresh) is marked
+    disconnected; one that answers, or that cannot be reached, is left as it was.
+    Returns (connection, disconnected) pairs.
+    """
+    checked: list[tuple[Connection, bool]] = []
+    for connection in Connection.objects.filter(
+        realm_id=realm_id, status=Connection.Status.CONNECTED
+    ):
+        refused = False
+        try:
+            connection_client(connection=connection, max_retries=0).company_info()
+        except ReconnectRequired:
+            connection.refresh_from_db()
+            refused = connection.status == Connection.Status.NEEDS_RECONNECT
+        except AuthenticationError:
+            refused = True
+        except QBOError as exc:
+            logger.warning(
+                "qbo.connection.disconnect_check_failed",
+                extra={"realm_id": realm_id, "connection_id": connection.pk, "status": exc.status},
+            )
+        if refused:
+            _mark_disconnected(connection, last_error=DISCONNECTED_BY_INTUIT)
+            logger.info(
+                "qbo.connection.disconnected_by_intuit",
+                extra={"realm_id": realm_id, "connection_id": connection.pk},
+            )
+        checked.append((connection, refused))
+    return checked
+
+
 def connection_mark_needs_reconnect(*, connection: Connection, reason: str) -> None:
+    """Stop using the connection until a Sync administrator reconnects it; ``reason`` is shown."""
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.NEEDS_RECONNECT, last_error=reason, refresh_lease_until=None
     )
@@ -230,6 +321,11 @@ def connection_mark_needs_reconnect(*, connection: Connection, reason: str) -> N
 
 # --- Tokens ----------------------------------------------------------------------------------
 
+NEEDS_RECONNECT_REASON = (
+    "QuickBooks no longer accepts Ledgerlink's sign-in (the authorization expired or was "
+    "revoked). A Sync administrator must press Reconnect on the QuickBooks page."
+)
+
 
 def connection_access_token(
     *, connection_id: int, force_refresh_of_version: int | None = None, wait: float = 20.0
@@ -241,7 +337,12 @@ def connection_access_token(
     wins a compare-and-swap on the token version holds a short lease and refreshes; the others
     wait and read what it stored. The rotated refresh token is stored before it is used.
 
-    Raises ReconnectRequired when the connection needs a person (invalid_grant, disconnected).
+    Must not run inside a transaction that may roll back: the stored refresh token is the
+    only one Intuit still accepts once it has rotated.
+
+    Raises ReconnectRequired when the connection needs a person (invalid_grant, disconnected),
+    ConnectionFailedError when another worker's refresh did not finish within ``wait``
+    seconds, and the refresh's own QBOError when Intuit could not be reached.
     """
     deadline = time.monotonic() + wait
     while True:
@@ -257,29 +358,35 @@ def connection_access_token(
         if fresh and not forced:
             return connection.access_token, connection.token_version
         claimed = (
-            Connection.objects.filter(pk=connection.pk, token_version=connection.token_version)
+            Connection.objects.filter(
+                pk=connection.pk,
+                token_version=connection.token_version,
+                status=Connection.Status.CONNECTED,
+            )
             .filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))
             .update(refresh_lease_until=now + REFRESH_LEASE)
         )
         if claimed:
             return _refresh(connection, now=now)
         if time.monotonic() > deadline:
-            raise ReconnectRequired(
-                connection, "QuickBooks did not answer a token refresh in time; try again."
+            # Another worker holds the refresh; this is worth retrying later, not a reason to
+            # ask a person to reconnect.
+            raise ConnectionFailedError(
+                "Another worker's QuickBooks token refresh did not finish in time"
             )
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def _refresh(connection: Connection, *, now: datetime) -> tuple[str, int]:
     try:
-        tokens = oauth.refresh(connection.refresh_token)
+        tokens = oauth.refresh(connection.refresh_token, environment=connection.environment)
     except InvalidGrantError as exc:
-        reason = (
-            "QuickBooks no longer accepts Ledgerlink's sign-in (the authorization expired or was "
-            "revoked). A Sync administrator must press Reconnect on the QuickBooks page."
+        connection_mark_needs_reconnect(connection=connection, reason=NEEDS_RECONNECT_REASON)
+        logger.warning(
+            "qbo.token.refresh_failed",
+            extra={"realm_id": connection.realm_id, "error": exc.error, "status": exc.status},
         )
-        connection_mark_needs_reconnect(connection=connection, reason=reason)
-        raise ReconnectRequired(connection, reason) from exc
+        raise ReconnectRequired(connection, NEEDS_RECONNECT_REASON) from exc
     except Exception:
         Connection.objects.filter(pk=connection.pk).update(refresh_lease_until=None)
         raise
@@ -294,14 +401,23 @@ def _refresh(connection: Connection, *, now: datetime) -> tuple[str, int]:
         refresh_lease_until=None,
         last_refreshed_at=now,
     )
-    if not updated:  # pragma: no cover - only if the row was disconnected mid-refresh
+    if not updated:
+        # Disconnected or reconnected while the refresh was in flight: that write wins.
+        connection.refresh_from_db()
         raise ReconnectRequired(connection, "The connection changed during a token refresh.")
-    logger.info("qbo.token.refreshed", extra={"realm_id": connection.realm_id})
+    logger.info(
+        "qbo.token.refreshed",
+        extra={"realm_id": connection.realm_id, "connection_id": connection.pk},
+    )
     return tokens.access_token, connection.token_version
 
 
 def connection_client(*, connection: Connection, **kwargs) -> QBOClient:
-    """An API client for the connection whose tokens refresh themselves as needed."""
+    """An API client for the connection whose tokens refresh themselves as needed.
+
+    Raises ReconnectRequired when the connection is not connected; the client's calls raise
+    it too once QuickBooks stops accepting the connection (``invalid_grant``).
+    """
     if connection.status != Connection.Status.CONNECTED:
         raise ReconnectRequired(connection)
     current = {"version": None}
@@ -325,17 +441,49 @@ def connection_client(*, connection: Connection, **kwargs) -> QBOClient:
     )
 
 
-def tokens_reencrypt() -> int:
-    """Re-encrypt every stored token with the newest key; returns how many rows changed."""
-    count = 0
-    for connection in Connection.objects.exclude(
-        access_token_encrypted="", refresh_token_encrypted=""
-    ):
-        Connection.objects.filter(pk=connection.pk).update(
-            access_token_encrypted=crypto.rotate(connection.access_token_encrypted),
-            refresh_token_encrypted=crypto.rotate(connection.refresh_token_encrypted),
+class TokensNotReencrypted(Exception):
+    """Some connections' tokens could not be decrypted with any configured key."""
+
+    def __init__(self, *, reencrypted: int, connection_ids: list[int]):
+        self.reencrypted = reencrypted
+        self.connection_ids = connection_ids
+        ids = ", ".join(str(pk) for pk in connection_ids)
+        super().__init__(
+            f"Re-encrypted the tokens of {reencrypted} connection(s), but those of connection(s) "
+            f"{ids} cannot be decrypted with TOKEN_ENCRYPTION_KEYS. Put back the key that "
+            "encrypted them, or reconnect those companies."
         )
-        count += 1
+
+
+def tokens_reencrypt() -> int:
+    """Re-encrypt every stored token with the newest key; returns how many rows changed.
+
+    Safe while workers run: each row is rewritten only if its ciphertexts are still the ones
+    read (a refresh in between wins, and the row is read again). Raises TokensNotReencrypted,
+    after doing the others, when some row cannot be decrypted with any configured key.
+    """
+    count = 0
+    failed: list[int] = []
+    pks = Connection.objects.exclude(access_token_encrypted="", refresh_token_encrypted="")
+    for pk in pks.order_by("pk").values_list("pk", flat=True):
+        while True:
+            row = Connection.objects.filter(pk=pk).values(
+                "access_token_encrypted", "refresh_token_encrypted"
+            )
+            current = row.first()
+            if current is None:
+                break
+            try:
+                rotated = {name: crypto.rotate(value) for name, value in current.items()}
+            except crypto.TokenDecryptionError:
+                logger.warning("qbo.token.reencrypt_failed", extra={"connection_id": pk})
+                failed.append(pk)
+                break
+            if Connection.objects.filter(pk=pk, **current).update(**rotated):
+                count += 1
+                break
+    if failed:
+        raise TokensNotReencrypted(reencrypted=count, connection_ids=failed)
     return count
 
 
@@ -344,9 +492,13 @@ def tokens_reencrypt() -> int:
 
 @dataclass
 class FetchResult:
+    """What a fetch changed; ``total`` and ``inactive`` count what QuickBooks sent."""
+
     created: int = 0
     updated: int = 0
     deactivated: int = 0
+    total: int = 0
+    inactive: int = 0
 
     def __str__(self) -> str:
         return f"{self.created} new, {self.updated} updated, {self.deactivated} no longer active"
@@ -372,6 +524,8 @@ def accounts_fetch(*, connection: Connection, client: QBOClient | None = None) -
                 "active": bool(row.get("Active", True)),
                 "fetched_at": now,
             }
+            result.total += 1
+            result.inactive += not values["active"]
             account = existing.get(row["Id"])
             if account is None:
                 QuickBooksAccount.objects.create(connection=connection, qbo_id=row["Id"], **values)
@@ -412,6 +566,8 @@ def tax_codes_fetch(*, connection: Connection, client: QBOClient | None = None) 
                 "active": bool(row.get("Active", True)),
                 "fetched_at": now,
             }
+            result.total += 1
+            result.inactive += not values["active"]
             code = existing.get(row["Id"])
             if code is None:
                 QuickBooksTaxCode.objects.create(connection=connection, qbo_id=row["Id"], **values)
@@ -449,9 +605,10 @@ def journals_save(
     expense_account: QuickBooksAccount | None,
     asset_account: QuickBooksAccount | None,
 ) -> None:
-    """Store the accounts new items are created with, after checking each one's type."""
-    from django.core.exceptions import ValidationError
+    """Store the accounts new items are created with, after checking each one's type.
 
+    Raises django's ValidationError keyed by field when an account does not fit its journal.
+    """
     chosen = {
         "income_account": income_account,
         "expense_account": expense_account,
@@ -465,7 +622,10 @@ def journals_save(
             errors[field] = "This account belongs to another QuickBooks company."
         elif account.account_type not in JOURNAL_ACCOUNT_TYPES[field]:
             allowed = " or ".join(JOURNAL_ACCOUNT_TYPES[field])
-            errors[field] = f"{account.name} is a {account.account_type} account; pick {allowed}."
+            article = "an" if account.account_type[:1] in "AEIOU" else "a"
+            errors[field] = (
+                f"{account.name} is {article} {account.account_type} account; pick {allowed}."
+            )
         elif field == "asset_account" and account.account_sub_type != "Inventory":
             errors[field] = f"{account.name} is not an inventory asset account."
         elif not account.active:

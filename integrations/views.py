@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
 from integrations import services
-from integrations.models import Connection
 
 
 @require_GET
@@ -25,7 +24,8 @@ def oauth_callback(request):
         messages.error(request, str(exc))
         return redirect("admin:quickbooks")
     verb = "Connected to" if created else "Reconnected to"
-    messages.success(request, f"{verb} QuickBooks company {connection.company_name}.")
+    name = connection.company_name or f"with ID {connection.realm_id}"
+    messages.success(request, f"{verb} QuickBooks company {name}.")
     return redirect("admin:quickbooks")
 
 
@@ -34,29 +34,18 @@ def oauth_callback(request):
 def intuit_disconnected(request):
     """Intuit's "Disconnect URL": the company disconnected the app from within QuickBooks.
 
-    Anyone can open this address, so it does not take the request's word for it: each
-    connection for the realm is checked against QuickBooks, and only one that QuickBooks no
-    longer accepts is marked disconnected.
+    Intuit sends the person's browser here; the request's word is not taken, each connection
+    of the realm is checked against QuickBooks first (see the service).
     """
-    realm_id = request.GET.get("realmId", "")
-    checked = []
-    for connection in Connection.objects.filter(
-        realm_id=realm_id, status=Connection.Status.CONNECTED
-    ):
-        try:
-            services.connection_client(connection=connection).company_info()
-            checked.append((connection, False))
-        except services.ReconnectRequired:
-            services.connection_disconnected_by_intuit(realm_id=realm_id)
-            checked.append((connection, True))
-        except Exception as exc:  # any refusal by QuickBooks means the app is gone
-            if getattr(exc, "status", None) in (401, 403):
-                services.connection_disconnected_by_intuit(realm_id=realm_id)
-                checked.append((connection, True))
-            else:
-                checked.append((connection, False))
+    realm_id = request.GET.get("realmId", "").strip()
+    checked = services.connection_verify_disconnected(realm_id=realm_id) if realm_id else []
     return TemplateResponse(
         request,
         "integrations/disconnected.html",
-        {"realm_id": realm_id, "checked": checked, "title": "QuickBooks disconnected"},
+        {
+            **admin.site.each_context(request),
+            "realm_id": realm_id,
+            "checked": checked,
+            "title": "QuickBooks disconnected",
+        },
     )

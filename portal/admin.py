@@ -1,11 +1,37 @@
 """Admin for the portal's invoicing records and staff accounts."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db.models import Count
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Prefetch, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.views.decorators.http import require_POST
 
+from portal.admin_site import qbo_connection
 from portal.forms import InvoiceLineForm
 from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate, User
+from sync.models import SyncRecord
+
+SYNC_STATUS_LABELS = dict(SyncRecord.Status.choices)
+
+
+class SyncRecordsGoWithTheirObject:
+    """Deleting an invoice, customer or item deletes its sync records with it.
+
+    Sync records are read-only in the admin (nobody deletes one on its own), so Django would
+    otherwise refuse the delete for lack of the sync record delete permission.
+    """
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed = set(perms_needed) - {str(SyncRecord._meta.verbose_name)}
+        return deleted, counts, perms_needed, protected
 
 
 @admin.register(User)
@@ -22,7 +48,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
     list_display = ["display_name", "company_name", "email", "phone", "invoice_count", "active"]
     list_filter = ["active"]
     search_fields = ["display_name", "company_name", "email"]
@@ -50,7 +76,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
     list_display = ["name", "sku", "type", "sales_price", "quantity_on_hand", "taxable", "active"]
     list_filter = ["type", "taxable", "active"]
     search_fields = ["name", "sku", "description"]
@@ -80,10 +106,44 @@ class InvoiceLineInline(admin.TabularInline):
     autocomplete_fields = ["item"]
 
 
+def _queue(func: str, *args) -> None:
+    # Looked up at call time so tests can capture what is queued.
+    from sync import tasks
+
+    tasks.queue(func, *args)
+
+
+class SyncStatusFilter(admin.SimpleListFilter):
+    title = "QuickBooks sync status"
+    parameter_name = "qbo_status"
+
+    def lookups(self, request, model_admin):
+        return list(SYNC_STATUS_LABELS.items())
+
+    def queryset(self, request, queryset):
+        if self.value() in SYNC_STATUS_LABELS:
+            # qbo_status is annotated by InvoiceAdmin.get_queryset ("not_synced" without record).
+            return queryset.filter(qbo_status=self.value())
+        return queryset
+
+
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number", "customer", "issue_date", "due_date", "status", "total", "currency"]
-    list_filter = ["status", "issue_date", "currency"]
+class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
+    # The QuickBooks columns come early so they show without scrolling at laptop widths.
+    list_display = [
+        "number",
+        "customer",
+        "qbo_sync_status",
+        "qbo_sync_details",
+        "qbo_number",
+        "qbo_link",
+        "status",
+        "issue_date",
+        "due_date",
+        "total",
+        "currency",
+    ]
+    list_filter = [SyncStatusFilter, "status", "issue_date", "currency"]
     list_select_related = ["customer"]
     search_fields = ["number", "customer__display_name", "billing_email"]
     date_hierarchy = "issue_date"
@@ -98,7 +158,220 @@ class InvoiceAdmin(admin.ModelAdmin):
         ),
         ("Totals", {"fields": ["subtotal", "tax_total", "total", "amount_paid", "balance_due"]}),
     ]
+    actions = ["sync_now", "retry_failed"]
+    change_form_template = "admin/portal/invoice/change_form.html"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        connection = qbo_connection(request)
+        if connection is None:
+            return queryset.annotate(qbo_status=Value("not_synced"))
+        records = SyncRecord.objects.filter(connection=connection)
+        return queryset.annotate(
+            qbo_status=Coalesce(
+                Subquery(records.filter(invoice=OuterRef("pk")).values("status")[:1]),
+                Value("not_synced"),
+            )
+        ).prefetch_related(
+            Prefetch(
+                "sync_records",
+                queryset=records.select_related("connection"),
+                to_attr="qbo_records",
+            )
+        )
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         form.instance.refresh_totals()
+
+    # --- QuickBooks columns ---------------------------------------------------------------
+
+    @staticmethod
+    def qbo_record(obj: Invoice):
+        records = getattr(obj, "qbo_records", None)
+        return records[0] if records else None
+
+    @admin.display(description="QuickBooks Sync Status", ordering="qbo_status")
+    def qbo_sync_status(self, obj: Invoice) -> str:
+        status = getattr(obj, "qbo_status", None) or "not_synced"
+        record = self.qbo_record(obj)
+        label = SYNC_STATUS_LABELS.get(status, status)
+        if record is not None and record.uncertain:
+            label += " (unconfirmed)"
+        return format_html('<span class="ll-badge {}">{}</span>', status, label)
+
+    @admin.display(description="QuickBooks Sync Details")
+    def qbo_sync_details(self, obj: Invoice) -> str:
+        record = self.qbo_record(obj)
+        if record is None or not record.details:
+            return "-"
+        return format_html(
+            '<span title="{}">{}</span>',
+            record.details,
+            Truncator(record.details).chars(80),
+        )
+
+    @admin.display(description="QuickBooks no.")
+    def qbo_number(self, obj: Invoice) -> str:
+        record = self.qbo_record(obj)
+        return (record.qbo_doc_number if record else "") or "-"
+
+    @admin.display(description="Open in QuickBooks")
+    def qbo_link(self, obj: Invoice) -> str:
+        record = self.qbo_record(obj)
+        url = self._qbo_url(record.connection if record else None, record)
+        if not url:
+            return "-"
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer">Open in QuickBooks</a>', url
+        )
+
+    @staticmethod
+    def _qbo_url(connection, record) -> str:
+        if connection is None or record is None or not record.qbo_id:
+            return ""
+        from integrations.quickbooks.endpoints import endpoints_for
+
+        try:
+            endpoints = endpoints_for(connection.environment)
+        except ValueError:
+            return ""
+        return endpoints.invoice_web_url(connection.realm_id, record.qbo_id)
+
+    # --- Sync actions ---------------------------------------------------------------------
+
+    def has_sync_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("portal.sync_invoice")
+
+    def _connected_or_message(self, request):
+        connection = qbo_connection(request)
+        if connection is None or not connection.is_connected:
+            self.message_user(
+                request,
+                "QuickBooks is not connected: connect it on the QuickBooks page first.",
+                messages.ERROR,
+            )
+            return None
+        return connection
+
+    @admin.action(description="Sync now with QuickBooks", permissions=["sync"])
+    def sync_now(self, request, queryset):
+        connection = self._connected_or_message(request)
+        if connection is None:
+            return None
+        ids = sorted(queryset.values_list("pk", flat=True))
+        _queue("sync.tasks.push_invoices", connection.pk, ids, "button")
+        self.message_user(
+            request,
+            f"Queued {len(ids)} invoice{'s' if len(ids) != 1 else ''} to sync with QuickBooks. "
+            "Their status updates when the sync has run.",
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description="Retry failed sync", permissions=["sync"])
+    def retry_failed(self, request, queryset):
+        from sync.services import records_retry
+
+        connection = self._connected_or_message(request)
+        if connection is None:
+            return None
+        selected = queryset.count()
+        records = list(
+            SyncRecord.objects.filter(
+                connection=connection,
+                invoice__in=queryset.values("pk"),
+                status__in=[SyncRecord.Status.FAILED, SyncRecord.Status.SKIPPED],
+            )
+        )
+        retried = records_retry(records=records)
+        if retried:
+            ids = sorted(r.invoice_id for r in records)
+            _queue("sync.tasks.push_invoices", connection.pk, ids, "retry")
+        skipped = selected - retried
+        message = f"Retrying {retried} failed invoice{'s' if retried != 1 else ''}."
+        if skipped:
+            message += f" {skipped} of the {selected} selected had not failed and were left alone."
+        self.message_user(request, message, messages.SUCCESS if retried else messages.WARNING)
+        return None
+
+    # --- The QuickBooks panel on the invoice page ------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/quickbooks/sync/",
+                self.admin_site.admin_view(require_POST(self.qbo_sync_view)),
+                name="{}_{}_qbo_sync".format(*info),
+            ),
+            path(
+                "<path:object_id>/quickbooks/retry/",
+                self.admin_site.admin_view(require_POST(self.qbo_retry_view)),
+                name="{}_{}_qbo_retry".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            connection = qbo_connection(request)
+            record = self.qbo_record(obj)
+            context["qbo"] = {
+                "connection": connection,
+                "record": record,
+                "status": getattr(obj, "qbo_status", None) or "not_synced",
+                "status_label": SYNC_STATUS_LABELS.get(
+                    getattr(obj, "qbo_status", None) or "not_synced"
+                ),
+                "url": self._qbo_url(connection, record),
+                "can_sync": self.has_sync_permission(request)
+                and bool(connection and connection.is_connected),
+                "can_retry": record is not None and record.status in ("failed", "skipped"),
+                "history_url": reverse("admin:quickbooks") + "?tab=history",
+                "conflicts_url": reverse("admin:quickbooks") + "?tab=conflicts",
+            }
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _sync_target(self, request, object_id):
+        if not self.has_sync_permission(request):
+            raise PermissionDenied("You may not sync invoices.")
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("No such invoice.")
+        return obj
+
+    def _change_url(self, obj) -> str:
+        return reverse("admin:portal_invoice_change", args=[obj.pk])
+
+    def qbo_sync_view(self, request, object_id):
+        obj = self._sync_target(request, object_id)
+        connection = self._connected_or_message(request)
+        if connection is not None:
+            _queue("sync.tasks.push_invoices", connection.pk, [obj.pk], "button")
+            self.log_change(request, obj, "Queued a sync with QuickBooks.")
+            self.message_user(
+                request,
+                f"{obj} is queued to sync with QuickBooks; its status below updates when done.",
+                messages.SUCCESS,
+            )
+        return redirect(self._change_url(obj))
+
+    def qbo_retry_view(self, request, object_id):
+        from sync.services import records_retry
+
+        obj = self._sync_target(request, object_id)
+        connection = self._connected_or_message(request)
+        if connection is not None:
+            record = self.qbo_record(obj)
+            if record is None or not records_retry(records=[record]):
+                self.message_user(
+                    request, f"{obj} has not failed: there is nothing to retry.", messages.WARNING
+                )
+            else:
+                _queue("sync.tasks.push_invoices", connection.pk, [obj.pk], "retry")
+                self.log_change(request, obj, "Queued a retry of the QuickBooks sync.")
+                self.message_user(
+                    request, f"{obj}: retry queued with QuickBooks.", messages.SUCCESS
+                )
+        return redirect(self._change_url(obj))

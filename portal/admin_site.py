@@ -5,6 +5,15 @@ from django.contrib import admin
 from django.urls import path
 
 
+def qbo_connection(request):
+    """The QuickBooks connection the admin works with, looked up once per request."""
+    if not hasattr(request, "_ledgerlink_qbo_connection"):
+        from integrations.selectors import connection_current
+
+        request._ledgerlink_qbo_connection = connection_current()
+    return request._ledgerlink_qbo_connection
+
+
 class LedgerlinkAdminSite(admin.AdminSite):
     site_header = "Ledgerlink"
     site_title = "Ledgerlink"
@@ -15,11 +24,20 @@ class LedgerlinkAdminSite(admin.AdminSite):
         # login handles both, then sends the person back here.
         return secure_admin_login(super().login)(request, extra_context)
 
+    def index(self, request, extra_context=None):
+        extra_context = dict(extra_context or {})
+        if request.user.has_perm("integrations.view_connection"):
+            from integrations.admin_views import dashboard_context
+
+            extra_context["dashboard"] = dashboard_context(request)
+        return super().index(request, extra_context)
+
     def get_urls(self):
         from integrations import admin_views
 
         def view(func):
-            return self.admin_view(lambda request: func(request, self))
+            # Each view checks its own permission; admin_view adds staff login and CSRF.
+            return self.admin_view(lambda request, **kwargs: func(request, self, **kwargs))
 
         custom = [
             path("quickbooks/", view(admin_views.quickbooks_settings), name="quickbooks"),
@@ -43,6 +61,42 @@ class LedgerlinkAdminSite(admin.AdminSite):
                 view(admin_views.quickbooks_journals),
                 name="quickbooks_journals",
             ),
+            path(
+                "quickbooks/configuration/",
+                view(admin_views.quickbooks_configuration),
+                name="quickbooks_configuration",
+            ),
+            path(
+                "quickbooks/mapping/tax/",
+                view(admin_views.quickbooks_tax_mapping),
+                name="quickbooks_tax_mapping",
+            ),
+            path(
+                "quickbooks/mapping/invoices/",
+                view(admin_views.quickbooks_field_mapping),
+                name="quickbooks_field_mapping",
+            ),
+            path(
+                "quickbooks/mapping/custom-fields/",
+                view(admin_views.quickbooks_custom_fields),
+                name="quickbooks_custom_fields",
+            ),
+            path("quickbooks/sync/", view(admin_views.quickbooks_sync), name="quickbooks_sync"),
+            path(
+                "quickbooks/quick-sync/",
+                view(admin_views.quickbooks_quick_sync),
+                name="quickbooks_quick_sync",
+            ),
+            path(
+                "quickbooks/runs/<int:run_id>/",
+                view(admin_views.quickbooks_run),
+                name="quickbooks_run",
+            ),
+            path(
+                "quickbooks/conflicts/<int:record_id>/resolve/",
+                view(admin_views.quickbooks_conflict_resolve),
+                name="quickbooks_conflict_resolve",
+            ),
         ]
         return custom + super().get_urls()
 
@@ -53,7 +107,5 @@ class LedgerlinkAdminSite(admin.AdminSite):
             user and user.is_active and user.has_perm("integrations.view_connection")
         )
         if context["can_view_quickbooks"]:
-            from integrations.selectors import connection_current
-
-            context["qbo_connection"] = connection_current()
+            context["qbo_connection"] = qbo_connection(request)
         return context

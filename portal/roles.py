@@ -38,7 +38,7 @@ def _codenames_for(role: str, permission) -> bool:
 
 ROLES = (SYNC_ADMINISTRATORS, BILLING_STAFF, AUDITORS)
 # Custom permissions billing staff hold on the sync side (later apps add theirs here).
-BILLING_EXTRA = {"sync_invoice"}
+BILLING_EXTRA = {"sync_invoice", "retry_syncrecord"}
 
 
 def roles_sync(*, apps=global_apps, using: str = "default") -> None:

@@ -216,7 +216,7 @@ QBO_EMULATOR_WEBHOOK_URL = config.url(
 )
 QBO_MINOR_VERSION = config.int("QBO_MINOR_VERSION", 75, minimum=75)
 if QBO_ENVIRONMENT != "emulator":
-    for _name in ("QBO_CLIENT_ID", "QBO_CLIENT_SECRET"):
+    for _name in ("QBO_CLIENT_ID", "QBO_CLIENT_SECRET", "QBO_WEBHOOK_VERIFIER_TOKEN"):
         if globals()[_name].startswith("ledgerlink-demo"):
             raise fail(
                 _name, f"must be your Intuit app's key when QBO_ENVIRONMENT={QBO_ENVIRONMENT}"

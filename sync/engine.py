@@ -44,6 +44,8 @@ CURSOR_OVERLAP = timedelta(minutes=2)
 BATCH = 30
 LOOKUP_BATCH = 30
 NAME_FORBIDDEN = (":", "\t", "\n")
+# Invoice fields QuickBooks fills in itself when left empty (qbo-api.md §8 Invoice).
+SERVER_FILLED = ("due_date", "billing_email", "issue_date", "number")
 # Retry schedule for failed records whose failure may pass (throttling, outages): minutes.
 RETRY_BACKOFF_MINUTES = (1, 5, 15, 60, 240)
 
@@ -75,9 +77,11 @@ class Sync:
         run: SyncRun,
         client: QBOClient | None = None,
         dry_run: bool = False,
+        on_progress=None,
     ):
         from integrations.services import connection_client
 
+        self.on_progress = on_progress
         self.connection = connection
         self.run = run
         self.dry_run = dry_run
@@ -93,6 +97,7 @@ class Sync:
         self._events: list[SyncEvent] = []
         self._records: dict[tuple[str, int], SyncRecord] = {}
         self._by_qbo: dict[tuple[str, str], SyncRecord] = {}
+        self._qbo_ids_cache: dict[str, dict[int, str]] = {}
         self._load_bindings()
 
     # --- bookkeeping -------------------------------------------------------------------
@@ -104,6 +109,7 @@ class Sync:
             self._remember(record)
 
     def _remember(self, record: SyncRecord) -> None:
+        self._qbo_ids_cache = {}
         local_id = record.customer_id or record.item_id or record.invoice_id
         self._records[(record.object_type, local_id)] = record
         if record.qbo_id:
@@ -147,6 +153,8 @@ class Sync:
             total=self.run.total,
             done=self.run.done,
         )
+        if self.on_progress is not None:
+            self.on_progress(self.run)
 
     def progress(self, done: int = 0, total: int = 0) -> None:
         """Count work; the run row is written every 25 records so the page shows progress
@@ -159,7 +167,9 @@ class Sync:
     def fail(self, record: SyncRecord, reason: str, *, error: Exception | None = None) -> None:
         """Mark a record failed with its reason; retried later if the error may pass."""
         self.outcome.failed += 1
-        label = str(record.local_object or "record")
+        label = str(
+            record.local_object or f"QuickBooks invoice {record.qbo_doc_number or record.qbo_id}"
+        )
         self.event(record, "failed", f"{label}: {reason}", level="error")
         if self.dry_run:
             self.outcome.planned.append(f"fail {label}: {reason}")
@@ -212,10 +222,10 @@ class Sync:
         record.save()
         self._remember(record)
 
-    def new_record(self, kind: str, local) -> SyncRecord:
+    def new_record(self, kind: str, local, *, save: bool = True) -> SyncRecord:
         record = SyncRecord(connection=self.connection, object_type=kind, status=S.PENDING)
         setattr(record, kind, local)
-        if not self.dry_run:
+        if save and not self.dry_run:
             record.save()
         self._remember(record)
         return record
@@ -382,7 +392,11 @@ class Sync:
                     if operation == "create":
                         record.request_id = f"{request_id}#{position}"
                         record.status = S.PENDING
-                        record.save(update_fields=["request_id", "status", "updated_at"])
+                        if record.pk is None:
+                            record.save()
+                            self._remember(record)
+                        else:
+                            record.save(update_fields=["request_id", "status", "updated_at"])
             items = [
                 {"operation": operation, "entity": entity, "body": body}
                 for _record, _local, operation, body in chunk
@@ -483,15 +497,27 @@ class Sync:
     # --- invoices ------------------------------------------------------------------------
 
     def neutral_local(self, invoice: Invoice) -> dict:
-        return mappers.invoice_neutral_local(invoice, self.mapping, tax_codes=self.tax_codes)
+        return mappers.invoice_neutral_local(
+            invoice,
+            self.mapping,
+            tax_codes=self.tax_codes,
+            customer_ids=self.qbo_ids("customer"),
+            item_ids=self.qbo_ids("item"),
+        )
+
+    def qbo_ids(self, kind: str) -> dict[int, str]:
+        cache = self._qbo_ids_cache.get(kind)
+        if cache is None:
+            cache = {
+                local_id: record.qbo_id
+                for (k, local_id), record in self._records.items()
+                if k == kind and record.qbo_id
+            }
+            self._qbo_ids_cache[kind] = cache
+        return cache
 
     def neutral_qbo(self, obj: dict) -> dict:
-        return mappers.invoice_neutral_qbo(
-            obj,
-            self.mapping,
-            customer_names=self.names_by_qbo("customer"),
-            item_names=self.names_by_qbo("item"),
-        )
+        return mappers.invoice_neutral_qbo(obj, self.mapping)
 
     def project(self, neutral: dict, side: str) -> dict:
         """Only the fields that flow towards ``side`` ("to" QBO or "from" QBO)."""
@@ -575,15 +601,40 @@ class Sync:
             record = self.binding("item", line.item_id)
             if record is None or not record.qbo_id:
                 return None
-            item_ids[line.item.name] = record.qbo_id
+            item_ids[f"qbo:{record.qbo_id}"] = record.qbo_id
+            item_ids[f"name:{line.item.name}"] = record.qbo_id
         return customer.qbo_id, item_ids
 
     def _agreed_after_push(self, record: SyncRecord, obj: dict) -> dict:
-        """What both sides agree on after a push: what was sent, plus QBO's values for the
-        fields that flow only from QuickBooks (so those are not seen as changes later)."""
-        neutral_qbo = self.neutral_qbo(obj)
-        sent = self.project(self.neutral_local(record.invoice), "to")
-        return {**neutral_qbo, **sent}
+        """What both sides agree on after a push.
+
+        QuickBooks fills some fields the portal left empty (DueDate from the terms, BillEmail
+        from the customer). For fields that flow back, its value is taken into the portal at
+        once, so neither side sees the other's default as a change; otherwise what was sent is
+        what both agree on.
+        """
+        theirs = self.neutral_qbo(obj)
+        invoice = record.invoice
+        sent = self.project(self.neutral_local(invoice), "to")
+        absorbed = {}
+        if self.config.two_way and not theirs.get("void"):
+            for name in SERVER_FILLED:
+                if (
+                    name in theirs
+                    and self.mapping.from_qbo(name)
+                    and theirs[name] != sent.get(name)
+                    and theirs[name] not in (None, "")
+                ):
+                    absorbed[name] = theirs[name]
+        if absorbed:
+            values = {
+                name: _parse_date(value) if name.endswith("_date") else value
+                for name, value in absorbed.items()
+            }
+            Invoice.objects.filter(pk=invoice.pk).update(**values)
+            for name, value in values.items():
+                setattr(invoice, name, value)
+        return {**theirs, **sent, **absorbed}
 
     def push_invoices(self, *, invoice_ids: list[int] | None = None, force: bool = False) -> None:
         """Push new and changed invoices (or just ``invoice_ids``) to QuickBooks."""
@@ -633,13 +684,25 @@ class Sync:
                     )
                 continue
             reason = self.preflight_invoice(invoice, neutral)
-            record = record or self.new_record("invoice", invoice)
+            # Saved when it is first written (with its requestid), one query instead of two.
+            record = record or self.new_record("invoice", invoice, save=False)
             if reason:
                 self.fail(record, reason)
                 continue
             (updates if record.qbo_id else creates).append((record, invoice))
         self.progress(total=len(creates) + len(updates) + len(voids))
-        blocked = self.ensure_dependencies([inv for _, inv in creates + updates])
+        try:
+            blocked = self.ensure_dependencies([inv for _, inv in creates + updates])
+        except QBOError as exc:
+            if getattr(exc, "needs_reconnect", False):
+                raise RunStopped(exc.user_message) from exc
+            # QuickBooks could not be asked about customers and items (an outage, throttling):
+            # every invoice waiting on them says so and is retried on the backoff schedule.
+            reason = catalogue.describe(exc)
+            for record, _invoice in creates + updates:
+                self.fail(record, reason, error=exc)
+            creates, updates = [], []
+            blocked = {}
         writes = []
         for record, invoice in creates + updates:
             if invoice.pk in blocked:
@@ -752,7 +815,14 @@ class Sync:
             for line in payment.get("Line") or []
             for linked in line.get("LinkedTxn") or []
             if linked.get("TxnType") == "Invoice"
-        } - {obj.get("Id") for obj in invoices}
+        }
+        # QuickBooks invoices that could not be pulled before are read again.
+        paid_ids |= set(
+            SyncRecord.objects.filter(
+                connection=self.connection, object_type="invoice", invoice__isnull=True
+            ).values_list("qbo_id", flat=True)
+        )
+        paid_ids -= {obj.get("Id") for obj in invoices}
         if paid_ids:
             invoices += self.read_invoices(sorted(paid_ids))
         self.pull_invoices(invoices)
@@ -858,12 +928,12 @@ class Sync:
             if obj.get("status") == "Deleted":
                 self.pulled_delete(record, obj)
                 continue
-            if record is None:
+            if record is None or record.invoice_id is None:
                 if self.config.first_invoice_date and obj.get("TxnDate", "") < (
                     self.config.first_invoice_date.isoformat()
                 ):
                     continue
-                self.pull_new_invoice(obj)
+                self.apply_qbo_invoice(record, None, obj, self.neutral_qbo(obj))
                 continue
             if record.sync_token == str(obj.get("SyncToken")) and record.status == S.SYNCED:
                 self.outcome.unchanged += 1
@@ -901,6 +971,13 @@ class Sync:
                 self._retry_update(record, invoice)
                 return
             if rule == SyncConfiguration.ConflictRule.HOLD:
+                if record.status == S.CONFLICT:
+                    # Already held: keep both versions current, count it once.
+                    if not self.dry_run:
+                        record.conflict_portal, record.conflict_qbo = ours, theirs
+                        record.sync_token = str(obj.get("SyncToken"))
+                        record.save()
+                    return
                 self.outcome.conflicts += 1
                 self.event(
                     record,
@@ -973,16 +1050,19 @@ class Sync:
             with transaction.atomic():
                 invoice, created = self._write_local_invoice(invoice, obj, theirs)
         except LocalApplyError as exc:
+            # Kept as a record without a portal invoice, so staff see why it is missing and
+            # the next pull reads it again.
             record = record or SyncRecord(
-                connection=self.connection, object_type="invoice", qbo_id=str(obj["Id"])
+                connection=self.connection,
+                object_type="invoice",
+                qbo_id=str(obj["Id"]),
+                qbo_doc_number=obj.get("DocNumber", "") or "",
             )
-            if record.invoice_id is None:
-                self.outcome.failed += 1
-                self.event(None, "failed", f"QuickBooks invoice {number}: {exc}", level="error")
-                return
             self.fail(record, str(exc))
             return
         record = record or self.new_record("invoice", invoice)
+        if record.invoice_id is None:
+            record.invoice = invoice
         agreed_old = record.agreed or {}
         ours_after = self.neutral_local(invoice)
         agreed = {}
@@ -1169,6 +1249,8 @@ def _parse_date(value):
 
 
 def _label(kind: str, local) -> str:
+    if kind == "invoice":
+        return str(local)
     return local.display_name if kind == "customer" else local.name
 
 

@@ -60,17 +60,28 @@ class InvoiceMapping:
 # --- Portal -> neutral ------------------------------------------------------------------------
 
 
-def invoice_neutral_local(invoice, mapping: InvoiceMapping, *, tax_codes: dict[int, str]) -> dict:
+def invoice_neutral_local(
+    invoice,
+    mapping: InvoiceMapping,
+    *,
+    tax_codes: dict[int, str],
+    customer_ids: dict[int, str] | None = None,
+    item_ids: dict[int, str] | None = None,
+) -> dict:
     """The neutral form of a portal invoice (lines, customer and tax rates prefetched).
 
     ``tax_codes`` maps a portal TaxRate id to its QuickBooks TaxCode id (the tax mapping).
+    Customers and items are named by their QuickBooks id once bound (``customer_ids`` /
+    ``item_ids``: portal id -> QBO id), so renaming one is not a change of the invoice.
     """
+    customer_ids = customer_ids or {}
+    item_ids = item_ids or {}
     lines = list(invoice.lines.all())
     values = {
         "number": invoice.number,
         "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
         "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
-        "customer": invoice.customer.display_name,
+        "customer": _party(customer_ids.get(invoice.customer_id), invoice.customer.display_name),
         "customer_memo": invoice.customer_memo,
         "private_note": invoice.private_note,
         "billing_email": invoice.billing_email,
@@ -78,7 +89,7 @@ def invoice_neutral_local(invoice, mapping: InvoiceMapping, *, tax_codes: dict[i
         "currency": invoice.currency,
         "lines": [
             {
-                "item": line.item.name,
+                "item": _party(item_ids.get(line.item_id), line.item.name),
                 "description": line.description,
                 "quantity": number(line.quantity),
                 "unit_price": number(line.unit_price),
@@ -93,16 +104,26 @@ def invoice_neutral_local(invoice, mapping: InvoiceMapping, *, tax_codes: dict[i
         codes = sorted({tax_codes.get(line.tax_rate_id, "?") for line in lines if line.tax_rate_id})
         neutral["tax_code"] = codes[0] if len(codes) == 1 else ",".join(codes)
     neutral["void"] = invoice.status == "void"
+    return _void_form(neutral)
+
+
+def _void_form(neutral: dict) -> dict:
+    """A void invoice is compared as void only: QuickBooks zeroes its lines and notes
+    "Voided", the portal keeps them for the record, and neither difference is a change."""
+    if neutral.get("void"):
+        return {k: neutral[k] for k in ("number", "customer", "void") if k in neutral}
     return neutral
 
 
 # --- QuickBooks -> neutral --------------------------------------------------------------------
 
 
-def _ref_name(ref: dict | None, names: dict[str, str]) -> str:
-    if not ref:
-        return ""
-    return names.get(str(ref.get("value")), ref.get("name", ""))
+def _party(qbo_id: str | None, name: str) -> str:
+    return f"qbo:{qbo_id}" if qbo_id else f"name:{name}"
+
+
+def _ref(ref: dict | None) -> str:
+    return _party(str(ref.get("value")), "") if ref else ""
 
 
 def qbo_is_void(obj: dict) -> bool:
@@ -123,14 +144,10 @@ def invoice_neutral_qbo(
     obj: dict,
     mapping: InvoiceMapping,
     *,
-    customer_names: dict[str, str],
-    item_names: dict[str, str],
+    customer_names: dict[str, str] | None = None,
+    item_names: dict[str, str] | None = None,
 ) -> dict:
-    """The neutral form of a QuickBooks invoice.
-
-    ``customer_names`` / ``item_names`` map QuickBooks ids to the portal names they are bound
-    to, so a rename on one side is seen through the binding rather than as a new record.
-    """
+    """The neutral form of a QuickBooks invoice (customer and items by QuickBooks id)."""
     custom = {
         f"{CUSTOM_PREFIX}{c.get('DefinitionId')}": c.get("StringValue", "")
         for c in obj.get("CustomField") or []
@@ -145,7 +162,7 @@ def invoice_neutral_qbo(
         taxable_any = taxable_any or taxable
         lines.append(
             {
-                "item": _ref_name(detail.get("ItemRef"), item_names),
+                "item": _ref(detail.get("ItemRef")),
                 "description": line.get("Description", "") or "",
                 "quantity": number(detail.get("Qty", 0)),
                 "unit_price": number(detail.get("UnitPrice", 0)),
@@ -157,7 +174,7 @@ def invoice_neutral_qbo(
         "number": obj.get("DocNumber", "") or "",
         "issue_date": obj.get("TxnDate"),
         "due_date": obj.get("DueDate"),
-        "customer": _ref_name(obj.get("CustomerRef"), customer_names),
+        "customer": _ref(obj.get("CustomerRef")),
         "customer_memo": (obj.get("CustomerMemo") or {}).get("value", ""),
         "private_note": obj.get("PrivateNote", "") or "",
         "billing_email": (obj.get("BillEmail") or {}).get("Address", ""),
@@ -177,7 +194,7 @@ def invoice_neutral_qbo(
         tax_ref = (obj.get("TxnTaxDetail") or {}).get("TxnTaxCodeRef") or {}
         neutral["tax_code"] = str(tax_ref.get("value", "")) if taxable_any else ""
     neutral["void"] = qbo_is_void(obj)
-    return neutral
+    return _void_form(neutral)
 
 
 # --- neutral -> QuickBooks body ---------------------------------------------------------------
@@ -190,7 +207,10 @@ def invoice_to_qbo(
     customer_id: str,
     item_ids: dict[str, str],
 ) -> dict:
-    """A QuickBooks Invoice body (without Id/SyncToken) for the fields that flow to QBO."""
+    """A QuickBooks Invoice body (without Id/SyncToken) for the fields that flow to QBO.
+
+    ``item_ids`` maps each line's neutral ``item`` to its QuickBooks id.
+    """
     body: dict = {"CustomerRef": {"value": customer_id}}
     custom = []
     for name in mapping.mapped:
@@ -224,7 +244,7 @@ def invoice_to_qbo(
                 "Amount": float(Decimal(line["amount"])),
                 "Description": line["description"],
                 "SalesItemLineDetail": {
-                    "ItemRef": {"value": item_ids[line["item"]], "name": line["item"]},
+                    "ItemRef": {"value": item_ids[line["item"]]},
                     "Qty": float(Decimal(line["quantity"])),
                     "UnitPrice": float(Decimal(line["unit_price"])),
                     "TaxCodeRef": {"value": "TAX" if line["taxable"] else "NON"},

@@ -96,7 +96,14 @@ class SyncRecord(models.Model):
         permissions = [("retry_syncrecord", "Can retry failed syncs")]
 
     def __str__(self) -> str:
-        return f"{self.get_object_type_display()} {self.local_object} ({self.get_status_display()})"
+        return f"{self.label} ({self.get_status_display()})"
+
+    @property
+    def label(self) -> str:
+        """The record's name for people: the portal record, or the QuickBooks document."""
+        if self.local_object is not None:
+            return str(self.local_object)
+        return f"QuickBooks {self.object_type} {self.qbo_doc_number or self.qbo_id}"
 
     @property
     def local_object(self):

@@ -14,6 +14,8 @@ class ReconcileReport:
     connection: Connection
     equal: list[str] = field(default_factory=list)
     differing: list[tuple[str, list[str]]] = field(default_factory=list)
+    # number -> {field: (portal value, QuickBooks value)}, for the report's detail lines.
+    details: dict[str, dict] = field(default_factory=dict)
     only_portal: list[tuple[str, str]] = field(default_factory=list)
     only_qbo: list[str] = field(default_factory=list)
 
@@ -23,7 +25,10 @@ class ReconcileReport:
             f"  equal on both sides: {len(self.equal)}",
             f"  differing: {len(self.differing)}",
         ]
-        lines += [f"    {number}: {', '.join(fields)}" for number, fields in self.differing]
+        for number, fields in self.differing:
+            lines.append(f"    {number}: {', '.join(fields)}")
+            for name, (ours, theirs) in self.details.get(number, {}).items():
+                lines.append(f"      {name}: portal {ours!r} / QuickBooks {theirs!r}")
         lines.append(f"  only in the portal: {len(self.only_portal)}")
         lines += [f"    {number}: {why}" for number, why in self.only_portal]
         lines.append(f"  only in QuickBooks: {len(self.only_qbo)}")
@@ -59,6 +64,7 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
         differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differing:
             report.differing.append((invoice.number, differing))
+            report.details[invoice.number] = {k: (ours.get(k), theirs.get(k)) for k in differing}
         else:
             report.equal.append(invoice.number)
     for qbo_id, obj in qbo.items():

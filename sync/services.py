@@ -67,6 +67,7 @@ def sync_run(
     invoice_ids: list[int] | None = None,
     force: bool = False,
     client=None,
+    on_progress=None,
 ) -> SyncRun:
     """Run one sync for the connection and return its run record.
 
@@ -96,7 +97,13 @@ def sync_run(
         config = sync_configuration_for(connection=connection)
         if not config.enabled and trigger in ("schedule", "save", "webhook"):
             return _finish(run, SyncRun.Status.SKIPPED, "Sync is turned off in the configuration.")
-        engine = Sync(connection=connection, run=run, client=client, dry_run=dry_run)
+        engine = Sync(
+            connection=connection,
+            run=run,
+            client=client,
+            dry_run=dry_run,
+            on_progress=on_progress,
+        )
         with sync_writing():
             engine.replay_uncertain()
             if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):

@@ -40,13 +40,32 @@ def run_sync(connection_id: int, direction: str = "both", trigger: str = "button
     return sync_run(connection=connection, trigger=trigger, direction=direction).pk
 
 
+def resolve_conflict(record_id: int, keep: str) -> int:
+    """Keep one side's version of a held invoice ("portal" or "quickbooks")."""
+    from sync.services import conflict_resolve
+
+    record = SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
+    if record is None or record.status != SyncRecord.Status.CONFLICT:
+        return 0
+    return conflict_resolve(record=record, keep=keep).pk
+
+
 def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
     """Pull every connected company with this realm id (webhooks name realms)."""
+    from integrations.models import WebhookEvent
+
     runs = []
+    started = timezone.now()
     for connection in Connection.objects.filter(
         realm_id=realm_id, status=Connection.Status.CONNECTED
     ):
-        runs.append(sync_run(connection=connection, trigger=trigger, direction="pull").pk)
+        run = sync_run(connection=connection, trigger=trigger, direction="pull")
+        runs.append(run.pk)
+        if run.status in (SyncRun.Status.DONE, SyncRun.Status.SKIPPED):
+            # A skipped run means another sync is pulling this realm right now.
+            WebhookEvent.objects.filter(
+                realm_id=realm_id, processed_at__isnull=True, received_at__lte=started
+            ).update(processed_at=timezone.now())
     return runs
 
 
@@ -80,10 +99,14 @@ def scheduled_sync() -> list[int]:
 
 def queue(func: str, *args, **kwargs) -> None:
     """Queue a task (after the current transaction commits)."""
+    from django.conf import settings
     from django.db import transaction
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task(func, *args, **kwargs))
+    # django-q2 reads Q_CLUSTER["sync"] once at import; reading it per call lets tests and
+    # single-process set-ups switch to running tasks inline.
+    run_inline = bool(settings.Q_CLUSTER.get("sync", False))
+    transaction.on_commit(lambda: async_task(func, *args, sync=run_inline, **kwargs))
 
 
 __all__ = ["SyncRun", "pull_realm", "push_invoices", "queue", "run_sync", "scheduled_sync"]

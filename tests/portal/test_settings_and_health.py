@@ -83,6 +83,7 @@ def test_check_deploy_with_production_settings_reports_nothing_serious():
             "QBO_ENVIRONMENT": "production",
             "QBO_CLIENT_ID": "ABcdEF123",
             "QBO_CLIENT_SECRET": "s3cr3t",
+            "QBO_WEBHOOK_VERIFIER_TOKEN": "verifier-from-intuit",
             "QBO_REDIRECT_URI": "https://ledgerlink.example.com/integrations/quickbooks/callback/",
         },
         "check",

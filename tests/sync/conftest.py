@@ -56,3 +56,26 @@ def make_invoice(db):
         return invoice
 
     return make
+
+
+@pytest.fixture
+def run_sync(ready):
+    """Run the engine for real against the emulator; tests never sleep through backoff."""
+    from integrations.services import connection_client
+    from sync.services import sync_run
+
+    def run(direction="both", *, connection=None, **kwargs):
+        connection = connection or ready
+        client = connection_client(connection=connection, sleep=lambda seconds: None)
+        return sync_run(
+            connection=connection, trigger="command", direction=direction, client=client, **kwargs
+        )
+
+    return run
+
+
+def qbo_invoices(qbo_ui, doc_number=None):
+    rows = [r for r in qbo_ui.rows("Invoice") if r.get("status") != "Deleted"]
+    if doc_number is not None:
+        rows = [r for r in rows if r.get("DocNumber") == doc_number]
+    return rows

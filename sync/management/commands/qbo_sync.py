@@ -1,10 +1,6 @@
-import threading
-import time
-
 from django.core.management.base import BaseCommand
 
 from sync.management.commands._common import add_connection_argument, connections
-from sync.models import SyncRun
 from sync.services import sync_run
 
 
@@ -56,32 +52,20 @@ class Command(BaseCommand):
             self._summary(run)
 
     def _run_with_progress(self, connection, direction, dry_run):
-        result = {}
+        last = {"shown": None}
 
-        def work():
-            from django.db import connection as db
-
-            try:
-                result["run"] = sync_run(
-                    connection=connection, trigger="command", direction=direction, dry_run=dry_run
-                )
-            except BaseException as exc:  # re-raised in the main thread
-                result["error"] = exc
-            finally:
-                db.close()
-
-        thread = threading.Thread(target=work)
-        thread.start()
-        last = None
-        while thread.is_alive():
-            thread.join(1.0)
-            run = SyncRun.objects.filter(connection=connection).order_by("-pk").first()
-            if run and run.status == "running" and run.total and (run.done, run.total) != last:
-                last = (run.done, run.total)
+        def show(run):
+            if run.total and (run.done, run.total) != last["shown"]:
+                last["shown"] = (run.done, run.total)
                 self.stdout.write(f"  progress: {run.done} of {run.total}")
-        if "error" in result:
-            raise result["error"]
-        return result["run"]
+
+        return sync_run(
+            connection=connection,
+            trigger="command",
+            direction=direction,
+            dry_run=dry_run,
+            on_progress=show,
+        )
 
     def _summary(self, run):
         for line in getattr(run, "planned", []) or []:
@@ -98,4 +82,3 @@ class Command(BaseCommand):
             self.stdout.write(f"  {run.message}")
         for event in run.events.filter(level="error")[:20]:
             self.stdout.write(f"  ! {event.message}")
-        time.sleep(0)

@@ -1,0 +1,196 @@
+"""What a sync costs in QuickBooks API calls and database queries (issue 5's cost targets).
+
+Runs against the bundled emulator (in-process, throttling off) with a throwaway SQLite
+database, and reads the emulator's request log:
+
+- pushing 1,000 new invoices for 50 existing customers and 20 items (target: about 45 calls);
+- an idle sync with nothing changed on either side (target: at most 2 calls);
+- database queries per pushed invoice (target: a fixed number, whatever the count).
+
+    .venv/bin/python bench/sync_cost.py [--invoices 1000] [--customers 50] [--items 20]
+
+Prints figures and ratios to the targets; it is a measurement, not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(db_path: str) -> None:
+    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["LEDGERLINK_ENV_FILE"] = os.devnull
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument("--items", type=int, default=20)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        setup_django(str(Path(tmp) / "bench.sqlite3"))
+        return run(args)
+
+
+def run(args) -> int:
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from integrations import crypto
+    from integrations import services as conn_services
+    from integrations.models import Connection, QuickBooksTaxCode, TaxMapping
+    from integrations.quickbooks.emulator import start_emulator
+    from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate
+    from sync.services import sync_run
+
+    emulator = start_emulator(throttle=False, client_id="bench", client_secret="bench")
+    settings.QBO_ENVIRONMENT = "emulator"
+    settings.QBO_EMULATOR_URL = emulator.base_url
+    settings.QBO_CLIENT_ID = settings.QBO_CLIENT_SECRET = "bench"
+    try:
+        realm = emulator.realm_ids[0]
+        tokens = emulator.tokens(realm)
+        now = timezone.now()
+        connection = Connection.objects.create(
+            environment="emulator",
+            realm_id=realm,
+            company_name="bench",
+            access_token_encrypted=crypto.encrypt(tokens["access_token"]),
+            refresh_token_encrypted=crypto.encrypt(tokens["refresh_token"]),
+            access_token_expires_at=now + timedelta(hours=1),
+            refresh_token_expires_at=now + timedelta(days=100),
+            connected_at=now,
+        )
+        conn_services.accounts_fetch(connection=connection)
+        conn_services.tax_codes_fetch(connection=connection)
+        accounts = list(connection.accounts.all())
+        conn_services.journals_save(
+            connection=connection,
+            income_account=next(a for a in accounts if a.account_type == "Income"),
+            expense_account=next(a for a in accounts if a.account_type == "Cost of Goods Sold"),
+            asset_account=next(a for a in accounts if a.account_sub_type == "Inventory"),
+        )
+        rate = TaxRate.objects.create(name="California", percent=Decimal("8"))
+        TaxMapping.objects.create(
+            connection=connection,
+            tax_rate=rate,
+            tax_code=QuickBooksTaxCode.objects.get(connection=connection, name="California"),
+        )
+
+        # Customers and items exist on both sides (made in QuickBooks, and kept in the portal
+        # under the same names), not yet linked: the push must match them by name.
+        company = emulator.app
+        from tests.qbo import EmulatorUI
+
+        ui = EmulatorUI(emulator, realm)
+        income = connection.income_account.qbo_id
+        customers = [
+            Customer.objects.create(display_name=f"Bench Customer {n:03}")
+            for n in range(args.customers)
+        ]
+        items = [
+            Item.objects.create(name=f"Bench Item {n:03}", sales_price=Decimal(10 + n))
+            for n in range(args.items)
+        ]
+        for customer in customers:
+            ui.create("Customer", {"DisplayName": customer.display_name})
+        for item in items:
+            ui.create(
+                "Item",
+                {"Name": item.name, "Type": "Service", "IncomeAccountRef": {"value": income}},
+            )
+        for n in range(args.invoices):
+            invoice = Invoice.objects.create(
+                number=f"B-{n:05}", customer=customers[n % len(customers)]
+            )
+            for k in range(2):
+                item = items[(n + k) % len(items)]
+                InvoiceLine.objects.create(
+                    invoice=invoice,
+                    item=item,
+                    quantity=1 + k,
+                    unit_price=item.sales_price,
+                    tax_rate=rate if k == 0 else None,
+                )
+            invoice.refresh_totals()
+
+        # Pull once so the CDC cursor exists (first pulls read everything).
+        sync_run(connection=connection, trigger="command", direction="pull")
+
+        company.clear_log()
+        started = time.perf_counter()
+        with CaptureQueriesContext(db) as captured:
+            run = sync_run(connection=connection, trigger="command", direction="push")
+        took = time.perf_counter() - started
+        push_calls = _api_calls(emulator)
+        push_queries = len(captured)
+
+        sync_run(connection=connection, trigger="command", direction="both")
+        company.clear_log()
+        idle = sync_run(connection=connection, trigger="command", direction="both")
+        idle_calls = _api_calls(emulator)
+
+        small = _queries_for_new_invoices(10, customers, items, rate, sync_run, connection)
+        large = _queries_for_new_invoices(110, customers, items, rate, sync_run, connection)
+        per_invoice = (large - small) / 100
+    finally:
+        emulator.stop()
+
+    print(f"push of {args.invoices} new invoices ({args.customers} customers, {args.items} items)")
+    print(f"  created {run.created}, failed {run.failed}, in {took:.1f} s")
+    print(f"  API calls: {push_calls}   target about 45   ratio {push_calls / 45:.2f}")
+    print(f"  database queries: {push_queries} ({push_queries / args.invoices:.2f} per invoice)")
+    print(f"idle sync (push and pull, {Invoice.objects.count()} invoices, nothing changed)")
+    print(f"  API calls: {idle_calls}   target at most 2   ratio {idle_calls / 2:.2f}")
+    print(f"  created {idle.created}, updated {idle.updated}")
+    print(f"database queries per extra pushed invoice: {per_invoice:.2f} (10 vs 110 invoices)")
+    ok = push_calls <= 45 and idle_calls <= 2 and run.failed == 0
+    print("within targets" if ok else "OUTSIDE TARGETS")
+    return 0 if ok else 1
+
+
+def _api_calls(emulator) -> int:
+    return len([r for r in emulator.app.requests_log() if "/v3/" in r.get("path", "")])
+
+
+def _queries_for_new_invoices(count, customers, items, rate, sync_run, connection) -> int:
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.models import Invoice, InvoiceLine
+
+    base = Invoice.objects.count()
+    for n in range(count):
+        invoice = Invoice.objects.create(number=f"X-{base + n:06}", customer=customers[n % 7])
+        InvoiceLine.objects.create(invoice=invoice, item=items[n % 5], quantity=1, unit_price=5)
+        invoice.refresh_totals()
+    with CaptureQueriesContext(db) as captured:
+        sync_run(connection=connection, trigger="command", direction="push")
+    return len(captured)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

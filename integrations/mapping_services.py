@@ -1,0 +1,205 @@
+"""Set-up of a QuickBooks connection from the settings page: configuration, tax and field
+mappings, custom fields, and what is still missing before a sync can run."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models.functions import Length
+
+from integrations import fieldmap
+from integrations.models import (
+    Connection,
+    FieldMapping,
+    QuickBooksTaxCode,
+    SyncConfiguration,
+    TaxMapping,
+)
+from portal.models import Invoice, TaxRate
+
+# The settings page tabs each readiness item links to.
+TAB_CONNECTION = "connection"
+TAB_JOURNALS = "journals"
+TAB_MAPPING = "mapping"
+
+
+def readiness(connection: Connection | None) -> list[tuple[str, str]]:
+    """What is missing before a sync can run, as (message, settings tab that fixes it).
+
+    An empty list means a sync may run.
+    """
+    if connection is None:
+        return [("QuickBooks is not connected yet.", TAB_CONNECTION)]
+    if connection.status == Connection.Status.NEEDS_RECONNECT:
+        return [("QuickBooks needs to be reconnected.", TAB_CONNECTION)]
+    if connection.status != Connection.Status.CONNECTED:
+        return [("QuickBooks is disconnected.", TAB_CONNECTION)]
+    missing = []
+    if connection.income_account_id is None:
+        missing.append(("No income account is chosen for new items.", TAB_JOURNALS))
+    unmapped = tax_rates_unmapped(connection=connection)
+    if unmapped:
+        names = ", ".join(rate.name for rate in unmapped)
+        noun = "tax rate is" if len(unmapped) == 1 else "tax rates are"
+        missing.append(
+            (f"{len(unmapped)} {noun} not mapped to a QuickBooks tax code: {names}.", TAB_MAPPING)
+        )
+    return missing
+
+
+def tax_rates_unmapped(*, connection: Connection) -> list[TaxRate]:
+    """Active portal tax rates without a QuickBooks tax code for this connection."""
+    mapped = TaxMapping.objects.filter(connection=connection).values("tax_rate_id")
+    return list(TaxRate.objects.filter(active=True).exclude(pk__in=mapped))
+
+
+def configuration_get(*, connection: Connection) -> SyncConfiguration:
+    """The connection's configuration, unsaved with the defaults when none was saved yet."""
+    try:
+        return connection.sync_configuration
+    except SyncConfiguration.DoesNotExist:
+        return SyncConfiguration(connection=connection)
+
+
+def configuration_save(*, connection: Connection, **fields) -> SyncConfiguration:
+    """Save the Invoices sync configuration (``fields`` are SyncConfiguration fields).
+
+    Raises ``ValidationError`` naming the field when a value is not allowed.
+    """
+    editable = {
+        "app",
+        "sync_type",
+        "enabled",
+        "push_on_save",
+        "pull_interval_minutes",
+        "first_invoice_date",
+        "auto_create_customers",
+        "auto_create_items",
+        "conflict_rule",
+    }
+    unknown = set(fields) - editable
+    if unknown:
+        raise ValueError(f"Not configuration fields: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        config, _ = SyncConfiguration.objects.select_for_update().get_or_create(
+            connection=connection
+        )
+        for name, value in fields.items():
+            setattr(config, name, value)
+        config.full_clean()
+        config.save()
+    return config
+
+
+def tax_mappings_save(*, connection: Connection, codes: dict[int, int | None]) -> dict[str, int]:
+    """Map each portal tax rate (id) to a QuickBooks tax code (id), or unmap it (None).
+
+    Raises ``ValidationError`` keyed by the tax rate's name when a code is not one fetched for
+    this connection. Returns the counts ``{"mapped": n, "unmapped": n}``.
+    """
+    rates = TaxRate.objects.in_bulk(list(codes))
+    tax_codes = QuickBooksTaxCode.objects.filter(connection=connection, active=True).in_bulk(
+        [c for c in codes.values() if c is not None]
+    )
+    errors = {}
+    for rate_id, code_id in codes.items():
+        rate = rates.get(rate_id)
+        if rate is None:
+            errors[f"tax rate {rate_id}"] = "This tax rate no longer exists."
+        elif code_id is not None and code_id not in tax_codes:
+            errors[rate.name] = (
+                "Pick one of the tax codes fetched from QuickBooks (fetch them again on the "
+                "Journals tab if it is missing)."
+            )
+    if errors:
+        raise ValidationError(errors)
+    counts = {"mapped": 0, "unmapped": 0}
+    with transaction.atomic():
+        for rate_id, code_id in codes.items():
+            if code_id is None:
+                TaxMapping.objects.filter(connection=connection, tax_rate_id=rate_id).delete()
+                counts["unmapped"] += 1
+            else:
+                TaxMapping.objects.update_or_create(
+                    connection=connection,
+                    tax_rate_id=rate_id,
+                    defaults={"tax_code": tax_codes[code_id]},
+                )
+                counts["mapped"] += 1
+    return counts
+
+
+def field_mappings_current(*, connection: Connection) -> dict[str, tuple[str, str]]:
+    """local field -> (QuickBooks field, direction): saved ones, else the defaults."""
+    saved = {
+        m.local_field: (m.qbo_field, m.direction)
+        for m in FieldMapping.objects.filter(connection=connection)
+    }
+    return {
+        f.name: saved.get(f.name, (f.default, FieldMapping.Direction.BOTH))
+        for f in fieldmap.LOCAL_FIELDS
+    }
+
+
+def longest_values() -> dict[str, tuple[int, str]]:
+    """Per portal text field, the length and an example of its longest value on an invoice."""
+    result = {}
+    for field in fieldmap.LOCAL_FIELDS:
+        if field.kind != "text":
+            continue
+        row = (
+            Invoice.objects.annotate(_length=Length(field.name))
+            .order_by("-_length", "pk")
+            .values_list("_length", field.name)
+            .first()
+        )
+        if row and row[0]:
+            result[field.name] = (row[0], row[1])
+    return result
+
+
+def field_mappings_save(*, connection: Connection, rows: dict[str, tuple[str, str]]) -> None:
+    """Save the invoice field mapping: ``rows`` maps each local field to (qbo field, direction).
+
+    Validated as a whole against QuickBooks' limits (with the longest values the portal holds);
+    raises ``ValidationError`` keyed by local field name, each message naming the field.
+    """
+    directions = set(FieldMapping.Direction.values)
+    errors = {}
+    for name, (_qbo, direction) in rows.items():
+        if direction not in directions:
+            label = fieldmap.LOCAL_BY_NAME[name].label if name in fieldmap.LOCAL_BY_NAME else name
+            choices = ", ".join(FieldMapping.Direction.labels)
+            errors[name] = f"{label}: pick a direction ({choices})."
+    errors.update(
+        fieldmap.validate_mappings(
+            rows, custom_fields=connection.custom_fields or {}, longest_values=longest_values()
+        )
+    )
+    missing = [f.label for f in fieldmap.LOCAL_FIELDS if f.name not in rows]
+    if missing:
+        errors["__all__"] = f"The mapping is incomplete; missing: {', '.join(missing)}."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        for name, (qbo_field, direction) in rows.items():
+            FieldMapping.objects.update_or_create(
+                connection=connection,
+                local_field=name,
+                defaults={"qbo_field": qbo_field, "direction": direction},
+            )
+
+
+def custom_fields_fetch(*, connection: Connection, client=None) -> dict[str, str]:
+    """Read QuickBooks' Preferences and store the custom sales-form fields in use.
+
+    Raises ``ReconnectRequired`` or ``QBOError`` as the client does. Returns
+    {DefinitionId: name}.
+    """
+    from integrations.services import connection_client
+
+    client = client or connection_client(connection=connection)
+    definitions = fieldmap.custom_field_definitions(client.preferences())
+    Connection.objects.filter(pk=connection.pk).update(custom_fields=definitions)
+    connection.custom_fields = definitions
+    return definitions

@@ -1,0 +1,157 @@
+"""Random edits on both sides over several rounds, then sync: both sides must agree."""
+
+import random
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from integrations.models import QuickBooksTaxCode, SyncConfiguration, TaxMapping
+from portal.models import Invoice, TaxRate
+from sync.models import SyncRecord
+from sync.reconcile import reconcile_report
+
+SEEDS = [int(s) for s in __import__("os").environ.get("CONVERGENCE_SEEDS", "1,2").split(",")]
+CUSTOMERS = ["Bayside Dental", "Cooper's Hardware", "Greenleaf Cafe", "Amy's Bird Sanctuary"]
+ITEMS = [("Consulting hour", "150.00"), ("Site survey", "420.00"), ("Hours", "50.00")]
+
+
+def _portal_step(rng, make_invoice, counter):
+    invoices = list(Invoice.objects.exclude(status="void"))
+    action = rng.choice(["create", "create", "memo", "lines", "void"] if invoices else ["create"])
+    if action == "create":
+        counter["n"] += 1
+        lines = [
+            (name, rng.randint(1, 5), price, rng.random() < 0.5)
+            for name, price in rng.sample(ITEMS, rng.randint(1, 2))
+        ]
+        make_invoice(number=f"P-{counter['n']}", customer=rng.choice(CUSTOMERS), lines=lines)
+        return
+    invoice = rng.choice(invoices)
+    if action == "memo":
+        invoice.customer_memo = f"portal memo {rng.randint(1, 999)}"
+        invoice.save()
+    elif action == "lines":
+        line = invoice.lines.first()
+        line.quantity = Decimal(rng.randint(1, 9))
+        line.save()
+        invoice.refresh_totals()
+        invoice.save()
+    else:
+        invoice.status = "void"
+        invoice.save()
+
+
+def _qbo_step(rng, qbo_ui, counter):
+    invoices = [
+        r
+        for r in qbo_ui.rows("Invoice")
+        if r.get("status") != "Deleted" and r.get("TotalAmt") not in (0, "0", 0.0)
+    ]
+    action = rng.choice(
+        ["create", "memo", "note", "void", "delete", "pay"] if invoices else ["create"]
+    )
+    if action == "create":
+        counter["q"] += 1
+        cust = qbo_ui.find("Customer", DisplayName=rng.choice(CUSTOMERS[3:]))
+        item = qbo_ui.find("Item", Name="Hours")
+        qty = rng.randint(1, 4)
+        qbo_ui.create(
+            "Invoice",
+            {
+                "DocNumber": f"Q-{counter['q']}",
+                "CustomerRef": {"value": cust["Id"]},
+                "Line": [
+                    {
+                        "DetailType": "SalesItemLineDetail",
+                        "Amount": qty * 50,
+                        "SalesItemLineDetail": {
+                            "ItemRef": {"value": item["Id"]},
+                            "Qty": qty,
+                            "UnitPrice": 50,
+                            "TaxCodeRef": {"value": "NON"},
+                        },
+                    }
+                ],
+            },
+        )
+        return
+    obj = rng.choice(invoices)
+    if action == "memo":
+        qbo_ui.update(
+            "Invoice",
+            {"Id": obj["Id"], "CustomerMemo": {"value": f"qbo memo {rng.randint(1, 999)}"}},
+        )
+    elif action == "note":
+        qbo_ui.update("Invoice", {"Id": obj["Id"], "PrivateNote": f"note {rng.randint(1, 99)}"})
+    elif action == "void":
+        qbo_ui.void("Invoice", obj["Id"])
+    elif action == "delete":
+        qbo_ui.delete("Invoice", obj["Id"])
+    else:
+        balance = Decimal(str(obj.get("Balance", 0)))
+        if balance > 1:
+            amount = float((balance / 2).quantize(Decimal("0.01")))
+            qbo_ui.create(
+                "Payment",
+                {
+                    "CustomerRef": obj["CustomerRef"],
+                    "TotalAmt": amount,
+                    "Line": [
+                        {
+                            "Amount": amount,
+                            "LinkedTxn": [{"TxnId": obj["Id"], "TxnType": "Invoice"}],
+                        }
+                    ],
+                },
+            )
+
+
+@pytest.mark.parametrize(
+    ("rule", "seed"), [(r, s) for s in SEEDS for r in ("qbo_wins", "portal_wins", "hold")]
+)
+def test_random_edits_on_both_sides_converge(ready, run_sync, make_invoice, qbo_ui, rule, seed):
+    SyncConfiguration.objects.update_or_create(connection=ready, defaults={"conflict_rule": rule})
+    tucson = TaxRate.objects.create(name="Tucson", percent=Decimal("7.6"))
+    TaxMapping.objects.create(
+        connection=ready,
+        tax_rate=tucson,
+        tax_code=QuickBooksTaxCode.objects.get(connection=ready, qbo_id="3"),
+    )
+    rng = random.Random(seed)
+    counter = {"n": 0, "q": 0}
+    run_sync("both")
+    for _round in range(4):
+        for _ in range(rng.randint(2, 5)):
+            _portal_step(rng, make_invoice, counter)
+        for _ in range(rng.randint(2, 5)):
+            _qbo_step(rng, qbo_ui, counter)
+        run = run_sync("both")
+        assert run.status == "done", run.message
+    run_sync("both")
+    run_sync("both")
+
+    report = reconcile_report(connection=ready)
+    held = set(
+        SyncRecord.objects.filter(connection=ready, status="conflict").values_list(
+            "invoice__number", flat=True
+        )
+    )
+    if rule != "hold":
+        assert held == set()
+    differing = [(number, fields) for number, fields in report.differing if number not in held]
+    assert differing == [], report.render()
+    assert report.only_qbo == [], report.render()
+    for number, why in report.only_portal:
+        assert why, f"{number} is only in the portal and does not say why"
+    # Nothing duplicated in QuickBooks.
+    qbo_rows = [r for r in qbo_ui.rows("Invoice") if r.get("status") != "Deleted"]
+    doc_numbers = Counter(r.get("DocNumber") for r in qbo_rows)
+    assert [d for d, n in doc_numbers.items() if n > 1] == []
+    names = Counter(c["DisplayName"].lower() for c in qbo_ui.rows("Customer"))
+    assert [n for n, c in names.items() if c > 1] == []
+    # Every portal invoice that is not synced says why.
+    for record in SyncRecord.objects.filter(connection=ready, object_type="invoice").exclude(
+        status="synced"
+    ):
+        assert record.details, f"{record} is {record.status} without a reason"

@@ -1,0 +1,141 @@
+import pytest
+from django.core.management import call_command
+
+from portal.models import Invoice
+from sync.models import SyncLock, SyncRecord, SyncRun
+from sync.services import lock_acquire, sync_run
+from tests.sync.conftest import qbo_invoices
+
+
+def test_dry_run_changes_nothing_on_either_side(run_sync, make_invoice, qbo, qbo_ui):
+    make_invoice(number="INV-4001")
+    before = len(qbo_ui.rows("Invoice"))
+    qbo.app.clear_log()
+    run = run_sync("both", dry_run=True)
+    assert run.status == "done"
+    assert "create invoice Invoice INV-4001" in run.planned
+    assert any(line.startswith("pull invoice") for line in run.planned)
+    assert len(qbo_ui.rows("Invoice")) == before
+    assert not [
+        r
+        for r in qbo.app.requests_log()
+        if r.get("method") == "POST" and "/batch" not in r.get("path", "")
+    ]
+    assert Invoice.objects.count() == 1
+    assert not SyncRecord.objects.filter(object_type="invoice", status="synced").exists()
+
+
+def test_only_one_sync_per_connection_at_a_time(ready, make_invoice):
+    assert lock_acquire(connection=ready, holder="someone-else")
+    run = sync_run(connection=ready, trigger="schedule", direction="both")
+    assert run.status == "skipped"
+    assert run.message == "Another sync for this company is running; this one was skipped."
+    SyncLock.objects.filter(connection=ready).update(holder="")
+    assert sync_run(connection=ready, trigger="schedule", direction="push").status == "done"
+
+
+def test_connection_needing_reconnect_stops_the_run_with_one_reason(ready, make_invoice):
+    make_invoice()
+    ready.status = "needs_reconnect"
+    ready.last_error = "QuickBooks no longer accepts Ledgerlink's sign-in."
+    ready.save()
+    run = sync_run(connection=ready, trigger="schedule", direction="both")
+    assert run.status == "failed"
+    assert run.message == "QuickBooks no longer accepts Ledgerlink's sign-in."
+    assert not SyncRecord.objects.filter(status="failed").exists()
+
+
+def test_run_is_idempotent_when_run_twice(run_sync, make_invoice, qbo_ui):
+    make_invoice(number="INV-4002")
+    run_sync("push")
+    run_sync("push")
+    assert len(qbo_invoices(qbo_ui, "INV-4002")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saving_an_invoice_queues_a_push_after_commit(ready, make_invoice, qbo_ui, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    from integrations.models import SyncConfiguration
+
+    SyncConfiguration.objects.get_or_create(connection=ready)
+    invoice = make_invoice(number="INV-4003")
+    invoice.customer_memo = "saved"
+    invoice.save()
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "synced"
+    [obj] = qbo_invoices(qbo_ui, "INV-4003")
+    assert obj["CustomerMemo"]["value"] == "saved"
+    runs = SyncRun.objects.filter(trigger="save")
+    assert runs.exists()
+
+
+def test_failed_records_retry_on_the_projects_backoff(run_sync, make_invoice, qbo):
+    from django.utils import timezone
+
+    from sync.tasks import scheduled_sync
+
+    invoice = make_invoice(number="INV-4004")
+    real_draw = qbo.app.faults.draw
+    qbo.app.faults.draw = lambda: "http503"
+    try:
+        run_sync("push")
+    finally:
+        qbo.app.faults.draw = real_draw
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "failed"
+    assert "QuickBooks is having trouble right now" in record.details
+    assert record.next_retry_at > timezone.now()
+    SyncRecord.objects.filter(pk=record.pk).update(next_retry_at=timezone.now())
+    scheduled_sync()
+    record.refresh_from_db()
+    assert record.status == "synced"
+
+
+def test_push_costs_a_fixed_number_of_queries_per_invoice(ready, run_sync, make_invoice):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    make_invoice(number="Q-0")
+    run_sync("push")  # customers and items bound
+
+    def queries_to_push(count, start):
+        for n in range(start, start + count):
+            make_invoice(number=f"Q-{n}")
+        with CaptureQueriesContext(db) as captured:
+            run = run_sync("push")
+        assert run.created == count
+        return len(captured)
+
+    small = queries_to_push(5, 1)
+    large = queries_to_push(35, 100)
+    # Each invoice costs its record insert (with its requestid), its settle and taking
+    # QuickBooks' default due date; reading the invoices, lines, records and bindings is a
+    # fixed cost, whatever the number (progress is written every 25 records).
+    assert large - small <= 3 * 30 + 3, (small, large)
+
+
+def test_idle_sync_costs_at_most_two_api_calls(ready, run_sync, make_invoice, qbo):
+    for n in range(40):
+        make_invoice(number=f"I-{n}")
+    run_sync("both")
+    run_sync("both")
+    qbo.app.clear_log()
+    run = run_sync("both")
+    api = [r for r in qbo.app.requests_log() if "/v3/" in r.get("path", "")]
+    assert len(api) <= 2, api
+    assert (run.created, run.updated) == (0, 0)
+
+
+def test_commands_print_progress_and_summary(ready, make_invoice, capsys):
+    make_invoice(number="INV-4005")
+    call_command("qbo_sync", "--push")
+    out = capsys.readouterr().out
+    assert "Done: 3 created" in out
+    call_command("qbo_status")
+    out = capsys.readouterr().out
+    assert "invoice   synced" in out
+    call_command("qbo_retry_failed")
+    assert "no failed invoices" in capsys.readouterr().out
+    call_command("qbo_sync", "--reconcile")
+    out = capsys.readouterr().out
+    assert "equal on both sides: " in out

@@ -484,8 +484,8 @@ def _queue(func: str, *args) -> None:
     tasks.queue(func, *args)
 
 
-def _queued_history_url() -> str:
-    return _tab_url("history", queued=f"{timezone.now().timestamp():.3f}")
+def _queued_history_url(queued_at) -> str:
+    return _tab_url("history", queued=f"{queued_at.timestamp():.3f}")
 
 
 @require_POST
@@ -496,13 +496,14 @@ def quickbooks_sync(request, admin_site):
     if missing:
         messages.error(request, "Sync cannot run yet: " + " ".join(m for m, _ in missing))
         return redirect(_tab_url(missing[0][1]))
+    queued_at = timezone.now()
     _queue("sync.tasks.run_sync", connection.pk, "both", "button")
     messages.success(
         request,
         "Sync queued: pushing portal changes to QuickBooks, then pulling QuickBooks' changes. "
         "Progress shows below.",
     )
-    return redirect(_queued_history_url())
+    return redirect(_queued_history_url(queued_at))
 
 
 @require_POST
@@ -517,11 +518,12 @@ def quickbooks_quick_sync(request, admin_site):
     if missing:
         messages.error(request, "Quick sync cannot run yet: " + " ".join(m for m, _ in missing))
         return redirect(_tab_url("items"))
+    queued_at = timezone.now()
     _queue("sync.tasks.run_sync", connection.pk, "items", "button")
     messages.success(
         request, "Quick sync queued: portal items go to QuickBooks and QuickBooks items come back."
     )
-    return redirect(_queued_history_url())
+    return redirect(_queued_history_url(queued_at))
 
 
 def quickbooks_run(request, admin_site, run_id: int):

@@ -26,6 +26,7 @@ from integrations.quickbooks.errors import (
     OAuthError,
     QBOError,
 )
+from integrations.quickbooks.limiter import RealmLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -433,6 +434,9 @@ def connection_client(*, connection: Connection, **kwargs) -> QBOClient:
         return token
 
     kwargs.setdefault("environment", connection.environment)
+    # Every worker process shares one budget per company, kept in Django's cache (Redis in
+    # production), so together they stay under QuickBooks' per-minute and concurrency limits.
+    kwargs.setdefault("limiter", RealmLimiter(connection.realm_id))
     return QBOClient(
         realm_id=connection.realm_id,
         access_token_provider=provider,

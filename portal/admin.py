@@ -5,7 +5,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Prefetch, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path, reverse
@@ -51,6 +51,8 @@ class UserAdmin(DjangoUserAdmin):
 class CustomerAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
     list_display = ["display_name", "company_name", "email", "phone", "invoice_count", "active"]
     list_filter = ["active"]
+    # The invoice-count annotation groups rows, which drops the model's default ordering.
+    ordering = [Lower("display_name")]
     search_fields = ["display_name", "company_name", "email"]
     fieldsets = [
         (None, {"fields": ["display_name", "company_name", "email", "phone", "active"]}),

@@ -233,8 +233,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {
-        name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for name in ("portal", "integrations", "sync")
-    },
+    # The app's loggers hand records to the root's handler (so test capture sees them too).
+    "loggers": {name: {"level": LOG_LEVEL} for name in ("portal", "integrations", "sync")},
 }

@@ -312,3 +312,11 @@ def test_custom_field_gets_its_name_from_preferences(qbo):
     field = invoice["CustomField"][0]
     assert field["StringValue"] == "Crew 7"
     assert field["Name"]
+
+
+def test_transactions_share_one_id_sequence(qbo):
+    payment_ids = {row["Id"] for row in qbo.rows("Payment")}
+    created = qbo.invoice(lines=[sales_line(qbo.service_item(), qty=1, price=10)])
+    assert created["Id"] not in payment_ids
+    invoice_ids = {row["Id"] for row in qbo.rows("Invoice")}
+    assert not invoice_ids & payment_ids

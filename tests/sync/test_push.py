@@ -161,3 +161,18 @@ def test_one_way_mode_never_writes_into_the_portal(run_sync, ready, qbo_ui):
     run = run_sync("both")
     assert run.status == "done"
     assert (Invoice.objects.count(), Customer.objects.count()) == before
+
+
+def test_open_in_quickbooks_link_shows_the_invoice(run_sync, make_invoice, ready, qbo):
+    import requests
+
+    from integrations.quickbooks.endpoints import endpoints_for
+
+    invoice = make_invoice(number="INV-2099")
+    run_sync("push")
+    record = SyncRecord.objects.get(invoice=invoice)
+    url = endpoints_for("emulator").invoice_web_url(ready.realm_id, record.qbo_id)
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200
+    assert "Invoice INV-2099" in page.text
+    assert "Bayside Dental" in page.text

@@ -484,6 +484,7 @@ def _page(title: str, body: str) -> str:
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<link rel="icon" href="data:,">
 <title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; max-width: 36em; margin: 3em auto; color: #393a3d; }}

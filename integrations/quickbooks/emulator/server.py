@@ -311,6 +311,10 @@ class Emulator:
             return self.oauth.revoke(request)
         if path == "/v1/openid_connect/userinfo" and method == "GET":
             return self.oauth.userinfo(request)
+        if path == "/app/invoice" and method == "GET":
+            from .webui import invoice_page
+
+            return invoice_page(self, request)
         return Response(status=404, body=b"Not Found", content_type="text/plain")
 
 

@@ -24,6 +24,15 @@ TRANSACTIONS = frozenset({"Invoice", "Payment"})
 SINGLETONS = frozenset({"CompanyInfo", "Preferences"})
 
 
+# QBO numbers all transactions from one sequence (an invoice and a payment never share an
+# Id within a company); name lists keep their own sequences, as the sample company shows.
+TRANSACTIONS = frozenset({"Invoice", "Payment", "SalesReceipt", "CreditMemo", "Estimate", "Bill"})
+
+
+def _id_sequence(entity: str) -> str:
+    return "Transaction" if entity in TRANSACTIONS else entity
+
+
 class Realm:
     """One sandbox company: its objects by entity and Id, tombstones and counters.
 
@@ -61,7 +70,8 @@ class Realm:
         self.next_ids = {}
         for name, rows in self.objects.items():
             ids = [int(i) for i in list(rows) + list(self.tombstones[name]) if i.isdigit()]
-            self.next_ids[name] = max(ids, default=0) + 1
+            key = _id_sequence(name)
+            self.next_ids[key] = max(self.next_ids.get(key, 1), max(ids, default=0) + 1)
         numbers = [
             int(row["DocNumber"])
             for row in self.objects["Invoice"].values()
@@ -70,8 +80,9 @@ class Realm:
         self.next_doc_number = max(numbers, default=1000) + 1
 
     def allocate_id(self, entity: str) -> str:
-        number = self.next_ids.get(entity, 1)
-        self.next_ids[entity] = number + 1
+        key = _id_sequence(entity)
+        number = self.next_ids.get(key, 1)
+        self.next_ids[key] = number + 1
         return str(number)
 
     def get(self, entity: str, obj_id: str) -> dict | None:

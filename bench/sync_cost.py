@@ -52,16 +52,11 @@ def main() -> int:
 
 
 def run(args) -> int:
-    from datetime import timedelta
 
     from django.conf import settings
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
-    from django.utils import timezone
 
-    from integrations import crypto
-    from integrations import services as conn_services
-    from integrations.models import Connection, QuickBooksTaxCode, TaxMapping
     from integrations.quickbooks.emulator import start_emulator
     from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate
     from sync.services import sync_run
@@ -71,40 +66,15 @@ def run(args) -> int:
     settings.QBO_EMULATOR_URL = emulator.base_url
     settings.QBO_CLIENT_ID = settings.QBO_CLIENT_SECRET = "bench"
     try:
+        from tests.qbo import EmulatorUI, connect_with_tokens, set_up_for_sync
+
         realm = emulator.realm_ids[0]
-        tokens = emulator.tokens(realm)
-        now = timezone.now()
-        connection = Connection.objects.create(
-            environment="emulator",
-            realm_id=realm,
-            company_name="bench",
-            access_token_encrypted=crypto.encrypt(tokens["access_token"]),
-            refresh_token_encrypted=crypto.encrypt(tokens["refresh_token"]),
-            access_token_expires_at=now + timedelta(hours=1),
-            refresh_token_expires_at=now + timedelta(days=100),
-            connected_at=now,
-        )
-        conn_services.accounts_fetch(connection=connection)
-        conn_services.tax_codes_fetch(connection=connection)
-        accounts = list(connection.accounts.all())
-        conn_services.journals_save(
-            connection=connection,
-            income_account=next(a for a in accounts if a.account_type == "Income"),
-            expense_account=next(a for a in accounts if a.account_type == "Cost of Goods Sold"),
-            asset_account=next(a for a in accounts if a.account_sub_type == "Inventory"),
-        )
-        rate = TaxRate.objects.create(name="California", percent=Decimal("8"))
-        TaxMapping.objects.create(
-            connection=connection,
-            tax_rate=rate,
-            tax_code=QuickBooksTaxCode.objects.get(connection=connection, name="California"),
-        )
+        connection = set_up_for_sync(connect_with_tokens(emulator, realm))
+        rate = TaxRate.objects.get(name="California")
 
         # Customers and items exist on both sides (made in QuickBooks, and kept in the portal
         # under the same names), not yet linked: the push must match them by name.
         company = emulator.app
-        from tests.qbo import EmulatorUI
-
         ui = EmulatorUI(emulator, realm)
         income = connection.income_account.qbo_id
         customers = [

@@ -152,31 +152,15 @@ def qbo_ui(qbo):
 @pytest.fixture
 def connection_factory(db, qbo):
     """A connected company with real emulator tokens (as after the Connect flow)."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from integrations import crypto
     from integrations.models import Connection
 
     def make(realm_id: str | None = None, **fields):
-        realm_id = realm_id or qbo.realm_ids[0]
-        tokens = qbo.tokens(realm_id)
-        now = timezone.now()
-        defaults = {
-            "company_name": dict(qbo.app.companies).get(realm_id, ""),
-            "status": Connection.Status.CONNECTED,
-            "access_token_encrypted": crypto.encrypt(tokens["access_token"]),
-            "refresh_token_encrypted": crypto.encrypt(tokens["refresh_token"]),
-            "access_token_expires_at": now + timedelta(seconds=tokens["expires_in"]),
-            "refresh_token_expires_at": now
-            + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
-            "connected_at": now,
-        }
-        defaults.update(fields)
-        connection, _ = Connection.objects.update_or_create(
-            environment="emulator", realm_id=realm_id, defaults=defaults
-        )
+        from tests.qbo import connect_with_tokens
+
+        connection = connect_with_tokens(qbo, realm_id)
+        if fields:
+            Connection.objects.filter(pk=connection.pk).update(**fields)
+            connection.refresh_from_db()
         return connection
 
     return make

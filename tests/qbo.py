@@ -38,3 +38,67 @@ class EmulatorUI:
             if all(row.get(k) == v for k, v in match.items()):
                 return row
         return None
+
+
+def connect_with_tokens(emulator, realm_id: str | None = None):
+    """A Connection holding real emulator tokens, as the Connect flow leaves it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations import crypto
+    from integrations.models import Connection
+
+    realm_id = realm_id or emulator.realm_ids[0]
+    tokens = emulator.tokens(realm_id)
+    now = timezone.now()
+    connection, _ = Connection.objects.update_or_create(
+        environment="emulator",
+        realm_id=realm_id,
+        defaults={
+            "company_name": dict(emulator.app.companies).get(realm_id, ""),
+            "status": Connection.Status.CONNECTED,
+            "access_token_encrypted": crypto.encrypt(tokens["access_token"]),
+            "refresh_token_encrypted": crypto.encrypt(tokens["refresh_token"]),
+            "access_token_expires_at": now + timedelta(seconds=tokens["expires_in"]),
+            "refresh_token_expires_at": now
+            + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
+            "connected_at": now,
+        },
+    )
+    return connection
+
+
+def pick_journals(connection) -> None:
+    """Fetch the chart of accounts and choose the first account QuickBooks allows for each
+    journal, as a Sync administrator would on the Journals tab."""
+    from integrations import services
+
+    services.accounts_fetch(connection=connection)
+    accounts = list(connection.accounts.all())
+    services.journals_save(
+        connection=connection,
+        income_account=next(a for a in accounts if a.account_type == "Income"),
+        expense_account=next(a for a in accounts if a.account_type == "Cost of Goods Sold"),
+        asset_account=next(a for a in accounts if a.account_sub_type == "Inventory"),
+    )
+
+
+def set_up_for_sync(connection, *, tax_rate_name: str = "California"):
+    """Journals picked, tax codes fetched and one portal tax rate mapped to QuickBooks'
+    code of the same name: a company ready to sync."""
+    from decimal import Decimal
+
+    from integrations import services
+    from integrations.models import QuickBooksTaxCode, TaxMapping
+    from portal.models import TaxRate
+
+    pick_journals(connection)
+    services.tax_codes_fetch(connection=connection)
+    code = QuickBooksTaxCode.objects.get(connection=connection, name=tax_rate_name)
+    rate, _ = TaxRate.objects.get_or_create(
+        name=tax_rate_name, defaults={"percent": code.rate_percent or Decimal("8")}
+    )
+    TaxMapping.objects.create(connection=connection, tax_rate=rate, tax_code=code)
+    connection.refresh_from_db()
+    return connection

@@ -311,41 +311,7 @@ def staff(user_factory):
 def ready(portal, qbo_live):
     """A company connected and set up as a Sync administrator leaves it (made server-side,
     with real emulator tokens): accounts fetched, journals chosen, the tax rate mapped."""
-    from datetime import timedelta
-    from decimal import Decimal
+    from tests.qbo import connect_with_tokens, set_up_for_sync
 
-    from django.utils import timezone
-
-    from integrations import crypto
-    from integrations import services as connection_services
-    from integrations.models import Connection, QuickBooksTaxCode, TaxMapping
-    from portal.models import TaxRate
-
-    realm_id, company = qbo_live.app.companies[0]
-    tokens = qbo_live.tokens(realm_id)
-    now = timezone.now()
-    connection = Connection.objects.create(
-        environment="emulator",
-        realm_id=realm_id,
-        company_name=company,
-        status=Connection.Status.CONNECTED,
-        access_token_encrypted=crypto.encrypt(tokens["access_token"]),
-        refresh_token_encrypted=crypto.encrypt(tokens["refresh_token"]),
-        access_token_expires_at=now + timedelta(seconds=tokens["expires_in"]),
-        refresh_token_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
-        connected_at=now,
-    )
-    connection_services.accounts_fetch(connection=connection)
-    connection_services.tax_codes_fetch(connection=connection)
-    accounts = list(connection.accounts.all())
-    connection_services.journals_save(
-        connection=connection,
-        income_account=next(a for a in accounts if a.account_type == "Income"),
-        expense_account=next(a for a in accounts if a.account_type == "Cost of Goods Sold"),
-        asset_account=next(a for a in accounts if a.account_sub_type == "Inventory"),
-    )
-    rate = TaxRate.objects.create(name="California", percent=Decimal("8"))
-    code = QuickBooksTaxCode.objects.get(connection=connection, name="California")
-    TaxMapping.objects.create(connection=connection, tax_rate=rate, tax_code=code)
-    connection.refresh_from_db()
+    connection = set_up_for_sync(connect_with_tokens(qbo_live))
     return connection

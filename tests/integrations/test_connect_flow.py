@@ -389,15 +389,10 @@ def test_callback_needs_a_signed_in_staff_member(qbo, browser, existing):
 
 @pytest.fixture
 def with_journals(connection_factory):
+    from tests.qbo import pick_journals
+
     connection = connection_factory()
-    services.accounts_fetch(connection=connection)
-    accounts = list(connection.accounts.all())
-    services.journals_save(
-        connection=connection,
-        income_account=next(a for a in accounts if a.account_type == "Income"),
-        expense_account=next(a for a in accounts if a.account_type == "Cost of Goods Sold"),
-        asset_account=next(a for a in accounts if a.account_sub_type == "Inventory"),
-    )
+    pick_journals(connection)
     return connection
 
 

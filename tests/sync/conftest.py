@@ -2,8 +2,6 @@ from decimal import Decimal
 
 import pytest
 
-from integrations import services as connection_services
-from integrations.models import QuickBooksTaxCode, TaxMapping
 from portal.models import Customer, Invoice, Item, TaxRate
 from portal.services import invoice_save_lines
 
@@ -11,21 +9,9 @@ from portal.services import invoice_save_lines
 @pytest.fixture
 def ready(connection_factory):
     """A connection set up as staff would: accounts fetched, journals picked, tax mapped."""
-    connection = connection_factory()
-    connection_services.accounts_fetch(connection=connection)
-    connection_services.tax_codes_fetch(connection=connection)
-    accounts = {a.name: a for a in connection.accounts.all()}
-    income = next(a for a in accounts.values() if a.account_type == "Income")
-    cogs = next(a for a in accounts.values() if a.account_type == "Cost of Goods Sold")
-    asset = next(a for a in accounts.values() if a.account_sub_type == "Inventory")
-    connection_services.journals_save(
-        connection=connection, income_account=income, expense_account=cogs, asset_account=asset
-    )
-    rate = TaxRate.objects.create(name="California", percent=Decimal("8"))
-    code = QuickBooksTaxCode.objects.get(connection=connection, name="California")
-    TaxMapping.objects.create(connection=connection, tax_rate=rate, tax_code=code)
-    connection.refresh_from_db()
-    return connection
+    from tests.qbo import set_up_for_sync
+
+    return set_up_for_sync(connection_factory())
 
 
 @pytest.fixture

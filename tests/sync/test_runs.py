@@ -91,27 +91,27 @@ def test_failed_records_retry_on_the_projects_backoff(run_sync, make_invoice, qb
     assert record.status == "synced"
 
 
-def test_push_costs_a_fixed_number_of_queries_per_invoice(ready, run_sync, make_invoice):
+def test_push_costs_a_fixed_number_of_queries_per_invoice(
+    ready, run_sync, make_invoice, django_assert_max_num_queries
+):
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
 
     make_invoice(number="Q-0")
     run_sync("push")  # customers and items bound
 
-    def queries_to_push(count, start):
-        for n in range(start, start + count):
-            make_invoice(number=f"Q-{n}")
-        with CaptureQueriesContext(db) as captured:
-            run = run_sync("push")
-        assert run.created == count
-        return len(captured)
-
-    small = queries_to_push(5, 1)
-    large = queries_to_push(35, 100)
+    for n in range(1, 6):
+        make_invoice(number=f"Q-{n}")
+    with CaptureQueriesContext(db) as five:
+        assert run_sync("push").created == 5
+    for n in range(100, 135):
+        make_invoice(number=f"Q-{n}")
     # Each invoice costs its record insert (with its requestid), its settle and taking
     # QuickBooks' default due date; reading the invoices, lines, records and bindings is a
     # fixed cost, whatever the number (progress is written every 25 records).
-    assert large - small <= 3 * 30 + 3, (small, large)
+    fixed = len(five) - 3 * 5
+    with django_assert_max_num_queries(fixed + 3 * 35 + 4):
+        assert run_sync("push").created == 35
 
 
 def test_idle_sync_costs_at_most_two_api_calls(ready, run_sync, make_invoice, qbo):
@@ -139,3 +139,43 @@ def test_commands_print_progress_and_summary(ready, make_invoice, capsys):
     call_command("qbo_sync", "--reconcile")
     out = capsys.readouterr().out
     assert "equal on both sides: " in out
+
+
+def test_cursor_older_than_cdc_allows_means_a_full_read(run_sync, ready, qbo):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.models import SyncConfiguration
+
+    run_sync("pull")
+    SyncConfiguration.objects.filter(connection=ready).update(
+        pull_cursor=timezone.now() - timedelta(days=40)
+    )
+    qbo.app.clear_log()
+    run = run_sync("pull")
+    assert run.status == "done", run.message
+    paths = [r.get("path", "") for r in qbo.app.requests_log()]
+    assert not any(p.endswith("/cdc") for p in paths)
+    assert any(p.endswith("/query") for p in paths)
+    run = run_sync("pull")
+    assert any(r.get("path", "").endswith("/cdc") for r in qbo.app.requests_log())
+
+
+def test_reasons_name_records_instead_of_quickbooks_ids():
+    from integrations.quickbooks.errors import ValidationError
+    from sync import catalogue
+
+    error = ValidationError(
+        "Invalid Reference Id",
+        code="2500",
+        element="ItemRef",
+        detail="Invalid Reference Id: 42",
+        intuit_tid="1-abc",
+    )
+    reason = catalogue.describe(error, id_names={"42": "Pump"})
+    assert reason == (
+        "QuickBooks does not know the ItemRef this invoice points to: sync or re-create it in "
+        "QuickBooks, then retry. (QuickBooks said: Invalid Reference Id: Pump)"
+    )
+    assert catalogue.error_fields(error)["intuit_tid"] == "1-abc"

@@ -31,6 +31,17 @@ class SyncRecordsGoWithTheirObject:
     def get_deleted_objects(self, objs, request):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         perms_needed = set(perms_needed) - {str(SyncRecord._meta.verbose_name)}
+        # What is linked to QuickBooks stays: deleting it here would leave it there, and the
+        # next pull would bring it back. Invoices are voided, customers and items made
+        # inactive, which both sides then agree on.
+        field = self.model._meta.model_name
+        linked = SyncRecord.objects.filter(**{f"{field}__in": list(objs)}).exclude(qbo_id="")
+        instead = "void it instead" if field == "invoice" else "make it inactive instead"
+        for record in linked.select_related(field):
+            protected = [
+                *protected,
+                f"{record.label}: it is in QuickBooks, so it cannot be deleted here; {instead}.",
+            ]
         return deleted, counts, perms_needed, protected
 
 

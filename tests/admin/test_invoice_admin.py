@@ -194,3 +194,30 @@ def test_deleting_invoices_takes_their_sync_records_along(
     assert response.status_code == 302
     assert not Invoice.objects.exists()
     assert not SyncRecord.objects.exists()
+
+
+def test_an_invoice_in_quickbooks_cannot_be_deleted_only_voided(client, user_factory, db):
+    from integrations.models import Connection
+    from portal.models import Customer, Invoice
+    from portal.roles import SYNC_ADMINISTRATORS
+    from sync.models import SyncRecord
+
+    connection = Connection.objects.create(environment="emulator", realm_id="1")
+    invoice = Invoice.objects.create(
+        number="INV-9", customer=Customer.objects.create(display_name="A")
+    )
+    SyncRecord.objects.create(
+        connection=connection,
+        object_type="invoice",
+        invoice=invoice,
+        qbo_id="130",
+        status="synced",
+    )
+    client.force_login(user_factory(role=SYNC_ADMINISTRATORS))
+    url = reverse("admin:portal_invoice_delete", args=[invoice.pk])
+    page = client.get(url).content.decode()
+    assert (
+        "Invoice INV-9: it is in QuickBooks, so it cannot be deleted here; void it instead." in page
+    )
+    client.post(url, {"post": "yes"})
+    assert Invoice.objects.filter(pk=invoice.pk).exists()

@@ -70,7 +70,7 @@ def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
 
 
 def scheduled_sync() -> list[int]:
-    """Every minute: pull where the interval has passed, and retry failed records now due."""
+    """Every minute: sync companies whose interval has passed, retry failed records now due."""
     now = timezone.now()
     runs = []
     for config in SyncConfiguration.objects.filter(
@@ -86,13 +86,14 @@ def scheduled_sync() -> list[int]:
             ).exists()
             or SyncRecord.objects.filter(connection=connection, uncertain=True).exists()
         )
-        due_pull = config.two_way and (
-            config.last_pull_at is None
-            or (now - config.last_pull_at).total_seconds() >= config.pull_interval_minutes * 60
-        )
-        if due_pull:
-            runs.append(sync_run(connection=connection, trigger="schedule", direction="both").pk)
-        elif due_retry or (not config.two_way and config.last_push_at is None):
+        # Two-way: pull (and push) every interval. One-way: push every interval, which
+        # catches what push-on-save did not send (it may be off).
+        last = config.last_pull_at if config.two_way else config.last_push_at
+        due = last is None or (now - last).total_seconds() >= config.pull_interval_minutes * 60
+        if due:
+            direction = "both" if config.two_way else "push"
+            runs.append(sync_run(connection=connection, trigger="schedule", direction=direction).pk)
+        elif due_retry:
             runs.append(sync_run(connection=connection, trigger="schedule", direction="push").pk)
     return runs
 

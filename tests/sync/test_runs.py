@@ -179,3 +179,28 @@ def test_reasons_name_records_instead_of_quickbooks_ids():
         "QuickBooks, then retry. (QuickBooks said: Invalid Reference Id: Pump)"
     )
     assert catalogue.error_fields(error)["intuit_tid"] == "1-abc"
+
+
+def test_schedule_syncs_each_company_when_its_interval_has_passed(ready, make_invoice, qbo_ui):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.models import SyncConfiguration
+    from sync.tasks import scheduled_sync
+
+    config, _ = SyncConfiguration.objects.update_or_create(
+        connection=ready, defaults={"sync_type": "one_way", "push_on_save": False}
+    )
+    make_invoice(number="INV-4100")
+    [run_id] = scheduled_sync()
+    assert SyncRun.objects.get(pk=run_id).direction == "push"
+    assert len(qbo_invoices(qbo_ui, "INV-4100")) == 1
+    make_invoice(number="INV-4101")
+    assert scheduled_sync() == []  # the interval has not passed yet
+    config.refresh_from_db()
+    SyncConfiguration.objects.filter(pk=config.pk).update(
+        last_push_at=timezone.now() - timedelta(minutes=config.pull_interval_minutes)
+    )
+    assert len(scheduled_sync()) == 1
+    assert len(qbo_invoices(qbo_ui, "INV-4101")) == 1

@@ -701,6 +701,7 @@ class Sync:
             reason = catalogue.describe(exc)
             for record, _invoice in creates + updates:
                 self.fail(record, reason, error=exc)
+            self.progress(done=len(creates) + len(updates))
             creates, updates = [], []
             blocked = {}
         writes = []
@@ -717,6 +718,7 @@ class Sync:
                     )
                     continue
                 self.fail(record, "Its customer or items are not in QuickBooks yet; retry.")
+                self.progress(done=1)
                 continue
             body = mappers.invoice_to_qbo(
                 self.neutral_local(invoice), self.mapping, customer_id=ids[0], item_ids=ids[1]
@@ -824,7 +826,9 @@ class Sync:
         )
         paid_ids -= {obj.get("Id") for obj in invoices}
         if paid_ids:
-            invoices += self.read_invoices(sorted(paid_ids))
+            extra = self.read_invoices(sorted(paid_ids))
+            self.progress(total=len(extra))
+            invoices += extra
         self.pull_invoices(invoices)
         self.progress(done=len(changes.get("Payment", [])))
         if not self.dry_run:
@@ -856,13 +860,17 @@ class Sync:
             )
         return rows
 
-    def pull_names(self, kind: str, objects: list[dict]) -> None:
+    def pull_names(self, kind: str, objects: list[dict], *, counted: bool = True) -> None:
+        """Create, link or update portal customers or items from QuickBooks objects.
+
+        ``counted``: the objects are part of the run's announced total (progress)."""
         model = Customer if kind == "customer" else Item
         to_neutral = (
             mappers.customer_neutral_qbo if kind == "customer" else mappers.item_neutral_qbo
         )
         for obj in objects:
-            self.progress(done=1)
+            if counted:
+                self.progress(done=1)
             record = self._by_qbo.get((kind, str(obj.get("Id"))))
             if obj.get("status") == "Deleted":
                 continue  # name lists are never deleted in QBO, only made inactive
@@ -1161,7 +1169,7 @@ class Sync:
             raise LocalApplyError(
                 f"Its {kind} (QuickBooks id {qbo_id}) could not be read: {exc.user_message}"
             ) from exc
-        self.pull_names(kind, [obj])
+        self.pull_names(kind, [obj], counted=False)
         record = self._by_qbo.get((kind, qbo_id))
         if record is None or record.local_object is None:
             raise LocalApplyError(
@@ -1231,6 +1239,7 @@ class Sync:
         self.run.api_calls += 1 + len(rows) // 1000
         sellable = [r for r in rows if r.get("Type") in mappers.ITEM_TYPES_FROM_QBO]
         if self.config.two_way:
+            self.progress(total=len(sellable))
             self.pull_names("item", sellable)
         else:
             self.event(None, "skipped", "One-way sync: QuickBooks items are not pulled.")

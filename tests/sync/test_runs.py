@@ -204,3 +204,22 @@ def test_schedule_syncs_each_company_when_its_interval_has_passed(ready, make_in
     )
     assert len(scheduled_sync()) == 1
     assert len(qbo_invoices(qbo_ui, "INV-4101")) == 1
+
+
+@pytest.mark.parametrize("direction", ["items", "both"])
+def test_progress_never_runs_past_the_total(run_sync, ready, make_invoice, qbo_ui, direction):
+    make_invoice(number="INV-4200")
+    run_sync("both")
+    obj = qbo_invoices(qbo_ui, "INV-4200")[0]
+    qbo_ui.create(
+        "Payment",
+        {
+            "CustomerRef": obj["CustomerRef"],
+            "TotalAmt": 10,
+            "Line": [{"Amount": 10, "LinkedTxn": [{"TxnId": obj["Id"], "TxnType": "Invoice"}]}],
+        },
+    )
+    run = run_sync(direction)
+    assert run.status == "done"
+    assert run.done == run.total
+    assert run.progress_percent == 100

@@ -120,6 +120,8 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 500,
     "label": "Task queue",
+    # Off for a worker that should only run queued tasks (the browser tests' worker).
+    "scheduler": config.bool("Q_SCHEDULER", True),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

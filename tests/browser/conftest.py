@@ -4,11 +4,12 @@ What runs where:
 - The portal: pytest-django's ``live_server`` (a threaded server on the test database).
 - QuickBooks: the bundled emulator, started once per session *after* the live server, so its
   registered redirect URI is exactly the live server's callback URL.
-- Tasks: django-q2 in sync mode (``Q_CLUSTER["sync"]``): ``async_task`` runs the task inline,
-  in the request that queued it (the push queued on save, the Sync and Retry buttons). A
-  separate ``qcluster`` process could not see the test database (in-memory on SQLite, and
-  inside uncommitted state on neither), so sync mode is the one honest choice here; the worker
-  itself is exercised by ``make demo`` and by the task tests.
+- Tasks: on PostgreSQL (CI), a real django-q2 worker: ``manage.py qcluster`` in its own
+  process on the test database, its scheduler off, taking what the portal queues (the push on
+  save, the Sync, Quick Sync and Retry buttons) through the ORM broker. After each click the
+  test waits until the queue is empty and no run is going, then reloads the page, as a person
+  waits for the result. On SQLite the test database lives in memory, out of another
+  process's reach, so there django-q2's sync mode runs each task inline instead.
 - Webhooks are off in these tests (the emulator gets no webhook URL): a pull happens when the
   person presses a button, which keeps the walk deterministic.
 
@@ -128,9 +129,87 @@ def qbo_live(live_server):
     emulator.stop()
 
 
+@pytest.fixture(scope="session")
+def task_worker(django_db_setup, django_db_blocker, live_server, qbo_live):
+    """A django-q2 worker process on the test database (PostgreSQL), or None (SQLite)."""
+    import signal
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        vendor = connection.vendor
+        db = dict(connection.settings_dict)
+    if vendor != "postgresql":
+        yield None
+        return
+    from urllib.parse import quote
+
+    auth = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "LEDGERLINK_ENV_FILE": os.devnull,
+        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        f"/{db['NAME']}",
+        "Q_SCHEDULER": "false",
+        "Q_WORKERS": "1",
+        "QBO_ENVIRONMENT": "emulator",
+        "QBO_EMULATOR_URL": qbo_live.base_url,
+        "QBO_CLIENT_ID": CLIENT_ID,
+        "QBO_CLIENT_SECRET": CLIENT_SECRET,
+        "QBO_REDIRECT_URI": f"{live_server.url}/integrations/quickbooks/callback/",
+        "QBO_WEBHOOK_VERIFIER_TOKEN": VERIFIER,
+    }
+    ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS.parent / "qcluster.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def wait_for_tasks(worker, timeout: float = 60) -> bool:
+    """Block until the worker has taken every queued task and no sync run is going.
+
+    Returns whether there was anything to wait for. With tasks run inline, there never is.
+    """
+    import time
+
+    if worker is None:
+        return False
+    from django_q.models import OrmQ
+
+    from sync.models import SyncRun
+
+    waited = False
+    deadline = time.monotonic() + timeout
+    while (
+        OrmQ.objects.exists() or SyncRun.objects.filter(status__in=["queued", "running"]).exists()
+    ):
+        assert worker.poll() is None, "the django-q2 worker stopped (artifacts/qcluster.log)"
+        assert time.monotonic() < deadline, "the worker did not finish the queued tasks in time"
+        waited = True
+        time.sleep(0.2)
+    return waited
+
+
 @pytest.fixture
-def portal(transactional_db, live_server, qbo_live, settings, monkeypatch):
-    """The live portal pointed at the emulator (fresh sandbox company), tasks run inline."""
+def portal(transactional_db, live_server, qbo_live, task_worker, settings, monkeypatch):
+    """The live portal pointed at the emulator (fresh sandbox company), and its worker."""
     from django_q.conf import Conf
 
     settings.QBO_ENVIRONMENT = "emulator"
@@ -139,13 +218,17 @@ def portal(transactional_db, live_server, qbo_live, settings, monkeypatch):
     settings.QBO_CLIENT_SECRET = CLIENT_SECRET
     settings.QBO_REDIRECT_URI = f"{live_server.url}/integrations/quickbooks/callback/"
     settings.QBO_WEBHOOK_VERIFIER_TOKEN = VERIFIER
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
-    # django-q2 reads its configuration once, at import: flip the switch it actually reads.
-    monkeypatch.setattr(Conf, "SYNC", True)
+    if task_worker is None:
+        settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+        # django-q2 reads its configuration once, at import: flip the switch it reads.
+        monkeypatch.setattr(Conf, "SYNC", True)
     for realm_id in qbo_live.realm_ids:
         qbo_live.app.reset_realm(realm_id)
     qbo_live.app.clear_log()
-    return live_server
+    live_server.worker = task_worker
+    yield live_server
+    # Nothing queued by this test may run against the next one's data.
+    wait_for_tasks(task_worker)
 
 
 @pytest.fixture
@@ -159,9 +242,11 @@ def qbo_ui(qbo_live):
 class Screen:
     """One browser tab on the live portal, with the checks every visited page must pass."""
 
-    def __init__(self, page, base_url: str, name: str):
+    def __init__(self, page, base_url: str, name: str, worker=None):
         self.page = page
         self.base_url = base_url
+        self.worker = worker
+        self._messages = ""
         self.name = name
         self.errors: list[str] = []
         self.known: set[str] = set()
@@ -194,10 +279,18 @@ class Screen:
         return response
 
     def click(self, selector: str) -> None:
-        """Click something that loads a page (a link or a submit button), then check it."""
+        """Click something that loads a page (a link or a submit button), then check it.
+
+        What the click queued is waited for (the worker's result), and the page reloaded to
+        show it, as a person would; the messages the click produced are kept for reading.
+        """
         with self.page.expect_navigation():
             self.page.click(selector)
         self.check()
+        self._messages = self._read_messages()
+        if wait_for_tasks(self.worker):
+            self.page.reload()
+            self.check()
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -279,6 +372,10 @@ class Screen:
         return self.page.inner_text(selector)
 
     def messages(self) -> str:
+        """The admin messages on the page, or those the last click showed before a reload."""
+        return self._read_messages() or self._messages
+
+    def _read_messages(self) -> str:
         locator = self.page.locator("ul.messagelist")
         return locator.inner_text() if locator.count() else ""
 
@@ -288,7 +385,7 @@ def screen(browser, portal, request):
     context = browser.new_context(viewport=WIDE, base_url=portal.url)
     context.set_default_timeout(15_000)
     page = context.new_page()
-    current = Screen(page, portal.url, request.node.name)
+    current = Screen(page, portal.url, request.node.name, worker=portal.worker)
     yield current
     problems = current.errors + current.layout
     context.close()

@@ -508,37 +508,50 @@ class FetchResult:
         return f"{self.created} new, {self.updated} updated, {self.deactivated} no longer active"
 
 
+def _store_fetched(model, *, connection: Connection, rows: list[dict], values_for) -> FetchResult:
+    """Create or update one row of ``model`` per QuickBooks object, by QuickBooks id, and mark
+    inactive the rows QuickBooks no longer sends. ``values_for(row)`` maps an object."""
+    result = FetchResult()
+    existing = {obj.qbo_id: obj for obj in model.objects.filter(connection=connection)}
+    seen = set()
+    for row in rows:
+        seen.add(row["Id"])
+        values = values_for(row)
+        result.total += 1
+        result.inactive += not values["active"]
+        current = existing.get(row["Id"])
+        if current is None:
+            model.objects.create(connection=connection, qbo_id=row["Id"], **values)
+            result.created += 1
+        else:
+            model.objects.filter(pk=current.pk).update(**values)
+            result.updated += 1
+    gone = [obj.pk for qbo_id, obj in existing.items() if qbo_id not in seen and obj.active]
+    result.deactivated = model.objects.filter(pk__in=gone).update(active=False)
+    return result
+
+
 def accounts_fetch(*, connection: Connection, client: QBOClient | None = None) -> FetchResult:
     """Load the company's chart of accounts (active and inactive) into QuickBooksAccount."""
     client = client or connection_client(connection=connection)
     rows = list(client.query_all("Account", "Active IN (true, false)"))
     now = timezone.now()
-    result = FetchResult()
-    seen = set()
+
+    def values_for(row: dict) -> dict:
+        return {
+            "name": row.get("Name", ""),
+            "fully_qualified_name": row.get("FullyQualifiedName", row.get("Name", "")),
+            "account_type": row.get("AccountType", ""),
+            "account_sub_type": row.get("AccountSubType", ""),
+            "classification": row.get("Classification", ""),
+            "active": bool(row.get("Active", True)),
+            "fetched_at": now,
+        }
+
     with transaction.atomic():
-        existing = {a.qbo_id: a for a in connection.accounts.all()}
-        for row in rows:
-            seen.add(row["Id"])
-            values = {
-                "name": row.get("Name", ""),
-                "fully_qualified_name": row.get("FullyQualifiedName", row.get("Name", "")),
-                "account_type": row.get("AccountType", ""),
-                "account_sub_type": row.get("AccountSubType", ""),
-                "classification": row.get("Classification", ""),
-                "active": bool(row.get("Active", True)),
-                "fetched_at": now,
-            }
-            result.total += 1
-            result.inactive += not values["active"]
-            account = existing.get(row["Id"])
-            if account is None:
-                QuickBooksAccount.objects.create(connection=connection, qbo_id=row["Id"], **values)
-                result.created += 1
-            else:
-                QuickBooksAccount.objects.filter(pk=account.pk).update(**values)
-                result.updated += 1
-        gone = [a.pk for qbo_id, a in existing.items() if qbo_id not in seen and a.active]
-        result.deactivated = QuickBooksAccount.objects.filter(pk__in=gone).update(active=False)
+        result = _store_fetched(
+            QuickBooksAccount, connection=connection, rows=rows, values_for=values_for
+        )
         Connection.objects.filter(pk=connection.pk).update(accounts_fetched_at=now)
     return result
 
@@ -549,39 +562,28 @@ def tax_codes_fetch(*, connection: Connection, client: QBOClient | None = None) 
     codes = list(client.query_all("TaxCode", "Active IN (true, false)"))
     rates = {r["Id"]: r for r in client.query_all("TaxRate", "Active IN (true, false)")}
     now = timezone.now()
-    result = FetchResult()
-    seen = set()
+
+    def values_for(row: dict) -> dict:
+        details = (row.get("SalesTaxRateList") or {}).get("TaxRateDetail") or []
+        percents = [
+            Decimal(str(rates[d["TaxRateRef"]["value"]].get("RateValue", 0)))
+            for d in details
+            if d.get("TaxRateRef", {}).get("value") in rates
+        ]
+        return {
+            "name": row.get("Name", ""),
+            "description": row.get("Description", ""),
+            "taxable": bool(row.get("Taxable", True)),
+            "tax_group": bool(row.get("TaxGroup", False)),
+            "rate_percent": sum(percents, Decimal(0)) if percents else None,
+            "active": bool(row.get("Active", True)),
+            "fetched_at": now,
+        }
+
     with transaction.atomic():
-        existing = {c.qbo_id: c for c in connection.tax_codes.all()}
-        for row in codes:
-            seen.add(row["Id"])
-            details = (row.get("SalesTaxRateList") or {}).get("TaxRateDetail") or []
-            percents = [
-                Decimal(str(rates[d["TaxRateRef"]["value"]].get("RateValue", 0)))
-                for d in details
-                if d.get("TaxRateRef", {}).get("value") in rates
-            ]
-            values = {
-                "name": row.get("Name", ""),
-                "description": row.get("Description", ""),
-                "taxable": bool(row.get("Taxable", True)),
-                "tax_group": bool(row.get("TaxGroup", False)),
-                "rate_percent": sum(percents, Decimal(0)) if percents else None,
-                "active": bool(row.get("Active", True)),
-                "fetched_at": now,
-            }
-            result.total += 1
-            result.inactive += not values["active"]
-            code = existing.get(row["Id"])
-            if code is None:
-                QuickBooksTaxCode.objects.create(connection=connection, qbo_id=row["Id"], **values)
-                result.created += 1
-            else:
-                QuickBooksTaxCode.objects.filter(pk=code.pk).update(**values)
-                result.updated += 1
-        gone = [c.pk for qbo_id, c in existing.items() if qbo_id not in seen and c.active]
-        result.deactivated = QuickBooksTaxCode.objects.filter(pk__in=gone).update(active=False)
-    return result
+        return _store_fetched(
+            QuickBooksTaxCode, connection=connection, rows=codes, values_for=values_for
+        )
 
 
 # --- Journals --------------------------------------------------------------------------------

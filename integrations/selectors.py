@@ -17,6 +17,26 @@ def connection_current() -> Connection | None:
     return active.first() or connections.order_by("-connected_at").first()
 
 
+def connections_selected(*, realm: str | None) -> list[Connection]:
+    """The companies a command works on: one realm (whatever its status) or every connected one.
+
+    Raises LookupError, with a message for the operator, when there is none.
+    """
+    connections = Connection.objects.filter(environment=settings.QBO_ENVIRONMENT)
+    if realm:
+        connections = connections.filter(realm_id=realm)
+        if not connections.exists():
+            raise LookupError(f"No QuickBooks company with realm ID {realm} is known here.")
+    else:
+        connections = connections.filter(status=Connection.Status.CONNECTED)
+    found = list(connections.order_by("pk"))
+    if not found:
+        raise LookupError(
+            "No QuickBooks company is connected. Connect one on the admin's QuickBooks page."
+        )
+    return found
+
+
 def journal_choices(*, connection: Connection) -> dict[str, list[QuickBooksAccount]]:
     """Active accounts each journal may use, as QuickBooks allows them on items."""
     accounts = list(connection.accounts.filter(active=True))

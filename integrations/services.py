@@ -255,23 +255,6 @@ def _mark_disconnected(connection: Connection, *, last_error: str) -> None:
     connection.refresh_from_db()
 
 
-def connection_disconnected_by_intuit(*, realm_id: str) -> list[Connection]:
-    """Mark every connection of ``realm_id`` disconnected from QuickBooks' side.
-
-    Trusts the caller; Intuit's disconnect URL goes through ``connection_verify_disconnected``.
-    """
-    connections = list(
-        Connection.objects.filter(realm_id=realm_id).exclude(status=Connection.Status.DISCONNECTED)
-    )
-    for connection in connections:
-        _mark_disconnected(connection, last_error=DISCONNECTED_BY_INTUIT)
-        logger.info(
-            "qbo.connection.disconnected_by_intuit",
-            extra={"realm_id": realm_id, "connection_id": connection.pk},
-        )
-    return connections
-
-
 def connection_verify_disconnected(*, realm_id: str) -> list[tuple[Connection, bool]]:
     """Intuit's disconnect URL: check with QuickBooks, then mark what it no longer accepts.
 

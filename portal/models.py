@@ -85,17 +85,6 @@ class Customer(TimestampedModel):
     def __str__(self) -> str:
         return self.display_name
 
-    @property
-    def billing_address(self) -> str:
-        parts = [
-            self.billing_line1,
-            self.billing_line2,
-            " ".join(p for p in (self.billing_city, self.billing_region) if p),
-            self.billing_postal_code,
-            self.billing_country,
-        ]
-        return ", ".join(p for p in parts if p)
-
 
 class Item(TimestampedModel):
     class Type(models.TextChoices):

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # QBO's CDC looks back at most 30 days (qbo-api.md §4); a cursor older than this (less a
 # margin for clock skew) means a full re-read instead.
 CDC_LOOKBACK = timedelta(days=30)
-CDC_SAFE_LOOKBACK = timedelta(days=29, hours=23)
+CDC_SAFE_LOOKBACK = CDC_LOOKBACK - timedelta(hours=1)
 # Pull from a little before the last cursor, so a change committed in QBO while the previous
 # pull ran is not missed; echoes of already-seen changes compare equal and are skipped.
 CURSOR_OVERLAP = timedelta(minutes=2)
@@ -167,9 +167,7 @@ class Sync:
     def fail(self, record: SyncRecord, reason: str, *, error: Exception | None = None) -> None:
         """Mark a record failed with its reason; retried later if the error may pass."""
         self.outcome.failed += 1
-        label = str(
-            record.local_object or f"QuickBooks invoice {record.qbo_doc_number or record.qbo_id}"
-        )
+        label = record.label
         self.event(record, "failed", f"{label}: {reason}", level="error")
         if self.dry_run:
             self.outcome.planned.append(f"fail {label}: {reason}")
@@ -457,9 +455,7 @@ class Sync:
                 chunk.append((record, local, "create", body))
                 items.append({"operation": "create", "entity": entity, "body": body})
             if self.dry_run:
-                self.outcome.planned += [
-                    f"settle {r.object_type} {r.local_object}" for r, *_ in chunk
-                ]
+                self.outcome.planned += [f"settle {r.object_type} {r.label}" for r, *_ in chunk]
                 continue
             for record, local, result in self._send_batch(
                 chunk, items, request_id=request_id, kind=chunk[0][0].object_type if chunk else ""
@@ -785,7 +781,7 @@ class Sync:
 
     def skip(self, record: SyncRecord, reason: str) -> None:
         self.outcome.skipped += 1
-        self.event(record, "skipped", f"{record.local_object}: {reason}")
+        self.event(record, "skipped", f"{record.label}: {reason}")
         if not self.dry_run:
             record.status = S.SKIPPED
             record.details = reason
@@ -1087,9 +1083,6 @@ class Sync:
             self.event(record, "pulled", f"Invoice {invoice.number} updated from QuickBooks.")
         self.settle(record, obj, agreed=agreed, pushed=False)
         self._apply_payment_state(invoice, obj)
-
-    def pull_new_invoice(self, obj: dict) -> None:
-        self.apply_qbo_invoice(None, None, obj, self.neutral_qbo(obj))
 
     def _write_local_invoice(self, invoice: Invoice | None, obj: dict, theirs: dict):
         created = invoice is None

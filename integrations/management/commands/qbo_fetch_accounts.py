@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations import services
-from integrations.models import Connection
+from integrations.management.commands._common import add_connection_argument
+from integrations.management.commands._common import connections as select_connections
 from integrations.quickbooks.errors import QBOError
 
 
@@ -17,23 +17,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument(
-            "--realm", help="QuickBooks company (realm) ID; default: every connected company."
-        )
+        add_connection_argument(parser)
 
     def handle(self, *args, realm: str | None = None, **options) -> None:
-        connections = Connection.objects.filter(environment=settings.QBO_ENVIRONMENT)
-        if realm:
-            connections = connections.filter(realm_id=realm)
-            if not connections.exists():
-                raise CommandError(f"No QuickBooks company with realm ID {realm} is known here.")
-        else:
-            connections = connections.filter(status=Connection.Status.CONNECTED)
-        connections = list(connections.order_by("pk"))
-        if not connections:
-            raise CommandError(
-                "No QuickBooks company is connected. Connect one on the admin's QuickBooks page."
-            )
+        connections = select_connections(realm)
         failed = 0
         for connection in connections:
             self.stdout.write(f"{connection} (realm {connection.realm_id}): fetching...")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from sync.management.commands._common import add_connection_argument, connections
+from integrations.management.commands._common import add_connection_argument, connections
 from sync.models import SyncRecord
 from sync.services import records_retry, sync_run
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.db.models import Count
 
-from sync.management.commands._common import add_connection_argument, connections
+from integrations.management.commands._common import add_connection_argument, connections
 from sync.models import SyncRecord
 
 

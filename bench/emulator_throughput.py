@@ -1,6 +1,6 @@
 """Measure the QBO emulator's throughput with throttling off (issue 3: at least 300 req/s).
 
-Starts the emulator in its own process (``python -m integrations.quickbooks.emulator``) unless
+Starts the emulator in its own process (``python -m qbo_emulator``) unless
 ``--url`` points at a running one, then drives it from client threads with ``requests``:
 a mix of reads, queries and creates, like a sync run. Prints requests per second.
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_server() -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "integrations.quickbooks.emulator", "--port", "0", "--no-throttle"],
+        [sys.executable, "-m", "qbo_emulator", "--port", "0", "--no-throttle"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

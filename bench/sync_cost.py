@@ -57,8 +57,8 @@ def run(args) -> int:
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
 
-    from integrations.quickbooks.emulator import start_emulator
     from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate
+    from qbo_emulator import start_emulator
     from sync.services import sync_run
 
     emulator = start_emulator(throttle=False, client_id="bench", client_secret="bench")

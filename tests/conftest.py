@@ -111,7 +111,7 @@ EMULATOR_VERIFIER = "ledgerlink-test-verifier"
 @pytest.fixture(scope="session")
 def qbo_emulator():
     """The QBO emulator over real HTTP on a loopback port, for the whole session."""
-    from integrations.quickbooks.emulator import start_emulator
+    from qbo_emulator import start_emulator
 
     try:
         emulator = start_emulator(

@@ -116,7 +116,7 @@ def browser():
 @pytest.fixture(scope="session")
 def qbo_live(live_server):
     """The QBO emulator, its redirect URI registered as the live server's callback URL."""
-    from integrations.quickbooks.emulator import start_emulator
+    from qbo_emulator import start_emulator
 
     emulator = start_emulator(
         client_id=CLIENT_ID,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from integrations.quickbooks.emulator import RunningEmulator, start_emulator
+from qbo_emulator import RunningEmulator, start_emulator
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"

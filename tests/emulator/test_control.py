@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from integrations.quickbooks.emulator.webhooks import sign
+from qbo_emulator.webhooks import sign
 
 from .conftest import VERIFIER, Qbo, fault, unique
 

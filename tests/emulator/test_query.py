@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.quickbooks.emulator.query import (
+from qbo_emulator.query import (
     Condition,
     Query,
     QueryError,

@@ -4,7 +4,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from integrations.quickbooks.emulator.sandbox import DEFAULT_REALMS, ENTITY_NAMES, build_company
+from qbo_emulator.sandbox import DEFAULT_REALMS, ENTITY_NAMES, build_company
 
 NOW = dt.datetime(2025, 11, 20, 18, 30, 15, 123456, tzinfo=dt.UTC)
 CENT = Decimal("0.01")

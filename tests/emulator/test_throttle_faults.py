@@ -7,7 +7,7 @@ import threading
 import pytest
 import requests
 
-from integrations.quickbooks.emulator.throttle import BATCH_PER_MINUTE, CONCURRENT, PER_MINUTE
+from qbo_emulator.throttle import BATCH_PER_MINUTE, CONCURRENT, PER_MINUTE
 
 from .conftest import Qbo, fault, unique
 
@@ -128,7 +128,7 @@ def test_lost_answer_applies_the_write_and_requestid_recovers_it(make_emulator):
     emu = make_emulator()
     qbo = Qbo(emu, emu.realm_ids[0])
     # Find a seed whose first draw is "lost".
-    from integrations.quickbooks.emulator.faults import FaultInjector
+    from qbo_emulator.faults import FaultInjector
 
     seed = next(s for s in range(1000) if FaultInjector(1.0, s).draw() == "lost")
     emu.app.faults.configure(1.0, seed)

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from integrations.quickbooks.emulator.webhooks import (
+from qbo_emulator.webhooks import (
     WebhookDispatcher,
     cloudevent_type,
     sign,

@@ -19,9 +19,9 @@ from django.utils import timezone
 from integrations import crypto, services
 from integrations.models import Connection
 from integrations.quickbooks import oauth
-from integrations.quickbooks.emulator import start_emulator
-from integrations.quickbooks.emulator.oauth import JWE_HEADER
 from integrations.quickbooks.errors import InvalidGrantError
+from qbo_emulator import start_emulator
+from qbo_emulator.oauth import JWE_HEADER
 from tests.conftest import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET, EMULATOR_REDIRECT_URI
 from tests.integrations.connect_steps import (
     consent,

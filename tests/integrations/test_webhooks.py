@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from integrations import webhooks
 from integrations.models import Connection, WebhookEvent
-from integrations.quickbooks.emulator.webhooks import WebhookDispatcher, sign
+from qbo_emulator.webhooks import WebhookDispatcher, sign
 
 VERIFIER = "unit-test-verifier"
 REALM = "9130350000000001"

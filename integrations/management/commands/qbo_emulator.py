@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.quickbooks.emulator.cli import (
+from qbo_emulator.cli import (
     DEFAULTS,
     add_arguments,
     serve_until_signalled,

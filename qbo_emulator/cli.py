@@ -1,5 +1,5 @@
 """The emulator's command-line flags and serving loop, shared by ``manage.py qbo_emulator``
-and ``python -m integrations.quickbooks.emulator`` (which differ only in their defaults)."""
+and ``python -m qbo_emulator`` (which differ only in their defaults)."""
 
 from __future__ import annotations
 

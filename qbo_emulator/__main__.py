@@ -1,4 +1,4 @@
-"""``python -m integrations.quickbooks.emulator``: the emulator without Django.
+"""``python -m qbo_emulator``: the emulator without Django.
 
 Same flags as ``manage.py qbo_emulator``, with built-in defaults instead of settings.
 """

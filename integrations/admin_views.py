@@ -13,9 +13,8 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch
-from django.db.models.functions import TruncDate
-from django.shortcuts import get_object_or_404, redirect
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -23,9 +22,13 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from integrations import fieldmap, mapping_services, selectors, services
-from integrations.models import Connection, FieldMapping, QuickBooksAccount, SyncConfiguration
-from integrations.quickbooks.errors import QBOError
+from integrations import selectors, services
+from integrations.models import Connection, QuickBooksAccount
+from integrations.quickbooks.errors import QBOError, ReconnectRequired
+from portal.models import TaxRate
+from sync import configuration, fieldmap, tasks
+from sync import selectors as sync_selectors
+from sync.models import FieldMapping, SyncConfiguration, SyncRecord
 
 TABS = [
     ("connection", "Connection"),
@@ -91,7 +94,7 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
     if tab not in dict(TABS):
         tab = "connection"
     user = request.user
-    missing = mapping_services.readiness(connection)
+    missing = configuration.readiness(connection)
     context = {
         **admin_site.each_context(request),
         "title": "QuickBooks",
@@ -125,7 +128,7 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
 
 
 def _configuration_context(request, connection):
-    config = mapping_services.configuration_get(connection=connection)
+    config = configuration.configuration_get(connection=connection)
     form = SyncConfigurationForm(instance=config)
     if not request.user.has_perm(CHANGE):
         for field in form.fields.values():
@@ -161,21 +164,14 @@ def _mapping_context(request, connection):
         sub = "tax"
     context = {"subtabs": MAPPING_SUBTABS, "sub": sub}
     if sub == "tax":
-        from integrations.models import TaxMapping
-        from portal.models import TaxRate
-
-        mapped = dict(
-            TaxMapping.objects.filter(connection=connection).values_list(
-                "tax_rate_id", "tax_code_id"
-            )
-        )
+        mapped = sync_selectors.tax_mapping_codes(connection=connection)
         context["tax_codes"] = list(connection.tax_codes.filter(active=True))
         context["tax_rows"] = [
             {"rate": rate, "selected": mapped.get(rate.pk)}
             for rate in TaxRate.objects.order_by("-active", "name")
         ]
     else:
-        current = mapping_services.field_mappings_current(connection=connection)
+        current = configuration.field_mappings_current(connection=connection)
         context["field_rows"] = _field_rows(connection, current, errors={})
         context["directions"] = FieldMapping.Direction.choices
     return context
@@ -197,16 +193,7 @@ def _field_rows(connection, values: dict[str, tuple[str, str]], *, errors: dict[
 
 
 def _items_context(request, connection):
-    from portal.models import Item
-    from sync.models import SyncRecord
-
-    items = Item.objects.order_by("name").prefetch_related(
-        Prefetch(
-            "sync_records",
-            queryset=SyncRecord.objects.filter(connection=connection),
-            to_attr="qbo_records",
-        )
-    )
+    items = sync_selectors.items_with_bindings(connection=connection)
     page = Paginator(items, 50).get_page(request.GET.get("page"))
     for item in page.object_list:
         item.qbo_record = item.qbo_records[0] if item.qbo_records else None
@@ -214,9 +201,7 @@ def _items_context(request, connection):
 
 
 def _history_context(request, connection):
-    from sync.models import SyncRun
-
-    page = Paginator(SyncRun.objects.filter(connection=connection), 25).get_page(
+    page = Paginator(sync_selectors.runs_for(connection=connection), 25).get_page(
         request.GET.get("page")
     )
     waiting = False
@@ -228,9 +213,7 @@ def _history_context(request, connection):
             queued_at = None
         if queued_at and timezone.now() - queued_at < QUEUED_WAIT:
             # Runs are created when the worker picks the task up; until then, keep looking.
-            waiting = not SyncRun.objects.filter(
-                connection=connection, started_at__gte=queued_at - timedelta(seconds=1)
-            ).exists()
+            waiting = sync_selectors.waiting_for_worker(connection=connection, queued_at=queued_at)
         elif queued_at:
             waiting = None  # queued a while ago and never started: say so
     active = any(run.status in ACTIVE_RUN for run in page.object_list)
@@ -242,13 +225,7 @@ def _history_context(request, connection):
 
 
 def _conflicts_context(request, connection):
-    from sync.models import SyncRecord
-
-    records = (
-        SyncRecord.objects.filter(connection=connection, status=SyncRecord.Status.CONFLICT)
-        .select_related("invoice", "customer", "item")
-        .order_by("-updated_at")
-    )
+    records = sync_selectors.conflicts_for(connection=connection)
     return {"conflicts": [_conflict_view(record) for record in records]}
 
 
@@ -331,7 +308,7 @@ def quickbooks_fetch_accounts(request, admin_site):
     try:
         accounts = services.accounts_fetch(connection=connection)
         codes = services.tax_codes_fetch(connection=connection)
-    except services.ReconnectRequired as exc:
+    except ReconnectRequired as exc:
         messages.error(request, exc.user_message)
     except QBOError as exc:
         messages.error(request, f"Fetching from QuickBooks failed: {exc.user_message}")
@@ -376,11 +353,11 @@ def quickbooks_configuration(request, admin_site):
     if connection is None:
         return redirect("admin:quickbooks")
     form = SyncConfigurationForm(
-        request.POST, instance=mapping_services.configuration_get(connection=connection)
+        request.POST, instance=configuration.configuration_get(connection=connection)
     )
     if form.is_valid():
         try:
-            mapping_services.configuration_save(connection=connection, **form.cleaned_data)
+            configuration.configuration_save(connection=connection, **form.cleaned_data)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
@@ -406,12 +383,12 @@ def quickbooks_tax_mapping(request, admin_site):
         if key.startswith("tax-") and key[4:].isdigit():
             codes[int(key[4:])] = int(value) if value.isdigit() else None
     try:
-        counts = mapping_services.tax_mappings_save(connection=connection, codes=codes)
+        counts = configuration.tax_mappings_save(connection=connection, codes=codes)
     except ValidationError as exc:
         for name, errors in exc.message_dict.items():
             messages.error(request, f"Tax rate {name}: {' '.join(errors)}")
     else:
-        unmapped = mapping_services.tax_rates_unmapped(connection=connection)
+        unmapped = configuration.tax_rates_unmapped(connection=connection)
         message = f"Tax mapping saved: {counts['mapped']} mapped."
         if unmapped:
             message += f" Still not mapped: {', '.join(r.name for r in unmapped)}."
@@ -433,7 +410,7 @@ def quickbooks_field_mapping(request, admin_site):
         direction = request.POST.get(f"map-{field.name}-direction", FieldMapping.Direction.BOTH)
         rows[field.name] = (field.default if field.fixed else qbo_field, direction)
     try:
-        mapping_services.field_mappings_save(connection=connection, rows=rows)
+        configuration.field_mappings_save(connection=connection, rows=rows)
     except ValidationError as exc:
         errors = {name: " ".join(messages_) for name, messages_ in exc.message_dict.items()}
         for message in errors.values():
@@ -456,8 +433,8 @@ def quickbooks_custom_fields(request, admin_site):
     if connection is None:
         return redirect("admin:quickbooks")
     try:
-        found = mapping_services.custom_fields_fetch(connection=connection)
-    except services.ReconnectRequired as exc:
+        found = configuration.custom_fields_fetch(connection=connection)
+    except ReconnectRequired as exc:
         messages.error(request, exc.user_message)
     except QBOError as exc:
         messages.error(request, f"Fetching custom fields failed: {exc.user_message}")
@@ -479,8 +456,6 @@ def quickbooks_custom_fields(request, admin_site):
 
 def _queue(func: str, *args) -> None:
     # Looked up at call time so tests can capture what is queued.
-    from sync import tasks
-
     tasks.queue(func, *args)
 
 
@@ -492,7 +467,7 @@ def _queued_history_url(queued_at) -> str:
 def quickbooks_sync(request, admin_site):
     _require(request, SYNC, "start a sync")
     connection = selectors.connection_current()
-    missing = mapping_services.readiness(connection)
+    missing = configuration.readiness(connection)
     if missing:
         messages.error(request, "Sync cannot run yet: " + " ".join(m for m, _ in missing))
         return redirect(_tab_url(missing[0][1]))
@@ -512,8 +487,8 @@ def quickbooks_quick_sync(request, admin_site):
     connection = selectors.connection_current()
     missing = [
         (m, tab)
-        for m, tab in mapping_services.readiness(connection)
-        if tab != mapping_services.TAB_MAPPING  # items carry no tax code
+        for m, tab in configuration.readiness(connection)
+        if tab != configuration.TAB_MAPPING  # items carry no tax code
     ]
     if missing:
         messages.error(request, "Quick sync cannot run yet: " + " ".join(m for m, _ in missing))
@@ -528,11 +503,10 @@ def quickbooks_quick_sync(request, admin_site):
 
 def quickbooks_run(request, admin_site, run_id: int):
     _require(request, VIEW, "view the sync history")
-    from sync.models import SyncRun
-
-    run = get_object_or_404(SyncRun.objects.select_related("connection"), pk=run_id)
-    events = run.events.select_related("record", "record__invoice", "record__customer")
-    page = Paginator(events.select_related("record__item"), 200).get_page(request.GET.get("page"))
+    run = sync_selectors.run_get(run_id=run_id)
+    if run is None:
+        raise Http404("No such sync run.")
+    page = Paginator(sync_selectors.run_events(run=run), 200).get_page(request.GET.get("page"))
     context = {
         **admin_site.each_context(request),
         "title": f"Sync run {run.pk}",
@@ -547,11 +521,9 @@ def quickbooks_run(request, admin_site, run_id: int):
 @require_POST
 def quickbooks_conflict_resolve(request, admin_site, record_id: int):
     _require(request, CHANGE, "resolve conflicts")
-    from sync.models import SyncRecord
-
-    record = get_object_or_404(
-        SyncRecord.objects.select_related("connection", "invoice"), pk=record_id
-    )
+    record = sync_selectors.record_get(record_id=record_id)
+    if record is None:
+        raise Http404("No such sync record.")
     keep = request.POST.get("keep", "")
     if keep not in ("portal", "quickbooks"):
         messages.error(request, "Choose Keep portal or Keep QuickBooks.")
@@ -562,9 +534,7 @@ def quickbooks_conflict_resolve(request, admin_site, record_id: int):
         return redirect(_tab_url("conflicts"))
     side = "the portal's" if keep == "portal" else "QuickBooks'"
     # Like every sync, the resolution runs in the worker; the history tab shows its run.
-    from sync.tasks import queue
-
-    queue("sync.tasks.resolve_conflict", record.pk, keep)
+    tasks.queue("sync.tasks.resolve_conflict", record.pk, keep)
     messages.success(
         request, f"{label}: keeping {side} version. The result shows on the Sync history tab."
     )
@@ -585,20 +555,12 @@ CHART_SERIES = (
 
 def dashboard_context(request) -> dict:
     """The admin index's dashboard: connection health, counts, failures and the chart."""
-    from portal.models import Invoice
-    from sync.models import SyncEvent, SyncRecord
-
     connection = selectors.connection_current()
-    context = {"connection": connection, "readiness": mapping_services.readiness(connection)}
+    context = {"connection": connection, "readiness": configuration.readiness(connection)}
     if connection is None:
         return context
-    config = mapping_services.configuration_get(connection=connection)
-    records = SyncRecord.objects.filter(connection=connection, object_type="invoice")
-    by_status = dict(records.values_list("status").annotate(n=Count("id")).order_by())
-    invoices = Invoice.objects.count()
-    by_status[SyncRecord.Status.NOT_SYNCED] = by_status.get(SyncRecord.Status.NOT_SYNCED, 0) + max(
-        0, invoices - sum(by_status.values())
-    )
+    config = configuration.configuration_get(connection=connection)
+    by_status = sync_selectors.invoice_status_counts(connection=connection)
     changelist = reverse("admin:portal_invoice_changelist")
     context["status_counts"] = [
         {
@@ -609,29 +571,19 @@ def dashboard_context(request) -> dict:
         }
         for value, label in SyncRecord.Status.choices
     ]
-    context["attention"] = list(
-        records.filter(status__in=[SyncRecord.Status.FAILED, SyncRecord.Status.CONFLICT])
-        .select_related("invoice")
-        .order_by("-updated_at")[:10]
-    )
+    context["attention"] = sync_selectors.invoices_needing_attention(connection=connection)
     context["attention_total"] = by_status.get(SyncRecord.Status.FAILED, 0) + by_status.get(
         SyncRecord.Status.CONFLICT, 0
     )
     context["config"] = config
-    context["last_run"] = connection.sync_runs.order_by("-started_at").first()
+    context["last_run"] = sync_selectors.last_run(connection=connection)
 
     today = timezone.localdate()
     start = today - timedelta(days=CHART_DAYS - 1)
     start_at = timezone.make_aware(datetime.combine(start, datetime.min.time()))
     counted = {action: key for key, _l, _c, actions in CHART_SERIES for action in actions}
-    rows = (
-        SyncEvent.objects.filter(
-            run__connection=connection, created_at__gte=start_at, action__in=list(counted)
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day", "action")
-        .annotate(n=Count("id"))
-        .order_by()
+    rows = sync_selectors.events_per_day(
+        connection=connection, since=start_at, actions=list(counted)
     )
     days = [start + timedelta(days=i) for i in range(CHART_DAYS)]
     per_day = {day: {key: 0 for key, *_ in CHART_SERIES} for day in days}

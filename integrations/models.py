@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -169,131 +168,6 @@ class QuickBooksTaxCode(models.Model):
         if self.rate_percent is not None:
             return f"{self.name} ({self.rate_percent.normalize():f}%)"
         return self.name
-
-
-class SyncConfiguration(models.Model):
-    """How the Invoices app syncs with one QuickBooks company."""
-
-    class App(models.TextChoices):
-        INVOICES = "invoices", "Invoices"
-
-    class SyncType(models.TextChoices):
-        ONE_WAY = "one_way", "One-way (portal to QuickBooks)"
-        TWO_WAY = "two_way", "Two-way"
-
-    class ConflictRule(models.TextChoices):
-        HOLD = "hold", "Hold for review (nothing overwritten)"
-        QBO_WINS = "qbo_wins", "QuickBooks wins"
-        PORTAL_WINS = "portal_wins", "Portal wins"
-
-    connection = models.OneToOneField(
-        Connection, on_delete=models.CASCADE, related_name="sync_configuration"
-    )
-    app = models.CharField(max_length=20, choices=App.choices, default=App.INVOICES)
-    sync_type = models.CharField(max_length=10, choices=SyncType.choices, default=SyncType.TWO_WAY)
-    enabled = models.BooleanField("sync on", default=True)
-    push_on_save = models.BooleanField(
-        default=True, help_text="Queue a push as soon as an invoice is saved in the portal."
-    )
-    pull_interval_minutes = models.PositiveIntegerField(
-        "pull every (minutes)",
-        default=15,
-        validators=[MinValueValidator(1)],
-        help_text="How often the schedule pulls changes from QuickBooks (two-way only).",
-    )
-    first_invoice_date = models.DateField(
-        null=True,
-        blank=True,
-        help_text="Invoices issued before this date are left alone on both sides.",
-    )
-    auto_create_customers = models.BooleanField(
-        default=True, help_text="Create a customer in QuickBooks when none has the same name."
-    )
-    auto_create_items = models.BooleanField(
-        default=True, help_text="Create an item in QuickBooks when none has the same name."
-    )
-    conflict_rule = models.CharField(
-        max_length=20,
-        choices=ConflictRule.choices,
-        default=ConflictRule.HOLD,
-        help_text="What happens when an invoice changed on both sides since they last agreed.",
-    )
-    # CDC cursor: changes up to this instant have been pulled.
-    pull_cursor = models.DateTimeField(null=True, blank=True, editable=False)
-    last_pull_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_push_at = models.DateTimeField(null=True, blank=True, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name = "sync configuration"
-
-    def __str__(self) -> str:
-        return f"{self.get_app_display()} sync for {self.connection}"
-
-    @property
-    def two_way(self) -> bool:
-        return self.sync_type == self.SyncType.TWO_WAY
-
-
-class TaxMapping(models.Model):
-    """A portal tax rate and the QuickBooks tax code its invoices are sent with."""
-
-    connection = models.ForeignKey(
-        Connection, on_delete=models.CASCADE, related_name="tax_mappings"
-    )
-    tax_rate = models.ForeignKey("portal.TaxRate", on_delete=models.CASCADE, related_name="+")
-    tax_code = models.ForeignKey(QuickBooksTaxCode, on_delete=models.CASCADE, related_name="+")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["connection", "tax_rate"], name="integrations_taxmapping_unique_rate"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.tax_rate} -> {self.tax_code}"
-
-
-class FieldMapping(models.Model):
-    """One invoice field and the QuickBooks field it maps to, and which way it flows."""
-
-    class Direction(models.TextChoices):
-        BOTH = "both", "Both ways"
-        TO_QBO = "to_qbo", "Portal to QuickBooks"
-        FROM_QBO = "from_qbo", "QuickBooks to portal"
-
-    connection = models.ForeignKey(
-        Connection, on_delete=models.CASCADE, related_name="field_mappings"
-    )
-    local_field = models.CharField(max_length=50)
-    qbo_field = models.CharField("QuickBooks field", max_length=50, blank=True)
-    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.BOTH)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["connection", "local_field"], name="integrations_fieldmapping_unique_field"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.local_field} -> {self.qbo_field or '(not mapped)'}"
-
-    @property
-    def to_qbo(self) -> bool:
-        return bool(self.qbo_field) and self.direction in (
-            self.Direction.BOTH,
-            self.Direction.TO_QBO,
-        )
-
-    @property
-    def from_qbo(self) -> bool:
-        return bool(self.qbo_field) and self.direction in (
-            self.Direction.BOTH,
-            self.Direction.FROM_QBO,
-        )
 
 
 class WebhookEvent(models.Model):

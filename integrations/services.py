@@ -25,6 +25,7 @@ from integrations.quickbooks.errors import (
     InvalidGrantError,
     OAuthError,
     QBOError,
+    ReconnectRequired,
 )
 from integrations.quickbooks.limiter import RealmLimiter
 
@@ -48,17 +49,12 @@ class ConnectError(Exception):
     """The connect flow failed; ``str()`` is the message shown to the person."""
 
 
-class ReconnectRequired(Exception):
-    """The connection cannot be used until someone reconnects it in the admin."""
-
-    def __init__(self, connection: Connection, reason: str = ""):
-        self.connection = connection
-        self.reason = reason or connection.last_error or "QuickBooks must be reconnected."
-        super().__init__(self.reason)
-
-    @property
-    def user_message(self) -> str:
-        return self.reason
+def _reconnect_required(connection: Connection, reason: str = "") -> ReconnectRequired:
+    """The error for a connection someone must reconnect, with the reason staff see."""
+    return ReconnectRequired(
+        reason=reason or connection.last_error or ReconnectRequired._user_message,
+        connection=connection,
+    )
 
 
 # --- Connect -------------------------------------------------------------------------------
@@ -271,11 +267,11 @@ def connection_verify_disconnected(*, realm_id: str) -> list[tuple[Connection, b
         refused = False
         try:
             connection_client(connection=connection, max_retries=0).company_info()
+        except AuthenticationError:
+            refused = True
         except ReconnectRequired:
             connection.refresh_from_db()
             refused = connection.status == Connection.Status.NEEDS_RECONNECT
-        except AuthenticationError:
-            refused = True
         except QBOError as exc:
             logger.warning(
                 "qbo.connection.disconnect_check_failed",
@@ -332,7 +328,7 @@ def connection_access_token(
     while True:
         connection = Connection.objects.get(pk=connection_id)
         if connection.status != Connection.Status.CONNECTED:
-            raise ReconnectRequired(connection)
+            raise _reconnect_required(connection)
         now = timezone.now()
         fresh = (
             connection.access_token_expires_at is not None
@@ -370,7 +366,7 @@ def _refresh(connection: Connection, *, now: datetime) -> tuple[str, int]:
             "qbo.token.refresh_failed",
             extra={"realm_id": connection.realm_id, "error": exc.error, "status": exc.status},
         )
-        raise ReconnectRequired(connection, NEEDS_RECONNECT_REASON) from exc
+        raise _reconnect_required(connection, NEEDS_RECONNECT_REASON) from exc
     except Exception:
         Connection.objects.filter(pk=connection.pk).update(refresh_lease_until=None)
         raise
@@ -388,7 +384,7 @@ def _refresh(connection: Connection, *, now: datetime) -> tuple[str, int]:
     if not updated:
         # Disconnected or reconnected while the refresh was in flight: that write wins.
         connection.refresh_from_db()
-        raise ReconnectRequired(connection, "The connection changed during a token refresh.")
+        raise _reconnect_required(connection, "The connection changed during a token refresh.")
     logger.info(
         "qbo.token.refreshed",
         extra={"realm_id": connection.realm_id, "connection_id": connection.pk},
@@ -403,7 +399,7 @@ def connection_client(*, connection: Connection, **kwargs) -> QBOClient:
     it too once QuickBooks stops accepting the connection (``invalid_grant``).
     """
     if connection.status != Connection.Status.CONNECTED:
-        raise ReconnectRequired(connection)
+        raise _reconnect_required(connection)
     current = {"version": None}
 
     def provider() -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from integrations.models import Connection, WebhookEvent
+from portal.tasks import queue
 
 __all__ = [
     "ParsedEvent",
@@ -356,9 +357,6 @@ def webhook_pulls_queue(realm_ids: list[str]) -> list[str]:
     companies, so one here was disconnected meanwhile or belongs to another installation.
     Returns the realm ids a pull was queued for.
     """
-    # Imported here: sync builds on integrations, not the other way round.
-    from sync import tasks
-
     connected = set(
         Connection.objects.filter(
             realm_id__in=realm_ids, status=Connection.Status.CONNECTED
@@ -369,7 +367,8 @@ def webhook_pulls_queue(realm_ids: list[str]) -> list[str]:
         if realm_id not in connected:
             logger.info("qbo.webhook.unknown_realm", extra={"realm_id": realm_id})
             continue
-        tasks.queue("sync.tasks.pull_realm", realm_id, "webhook")
+        # By name: sync builds on integrations, not the other way round.
+        queue("sync.tasks.pull_realm", realm_id, "webhook")
         queued.append(realm_id)
     return queued
 

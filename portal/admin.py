@@ -13,10 +13,13 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
+from integrations.quickbooks.endpoints import endpoints_for
 from portal.admin_site import qbo_connection
 from portal.forms import InvoiceLineForm
 from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate, User
+from sync import tasks
 from sync.models import SyncRecord
+from sync.services import records_retry
 
 SYNC_STATUS_LABELS = dict(SyncRecord.Status.choices)
 
@@ -121,8 +124,6 @@ class InvoiceLineInline(admin.TabularInline):
 
 def _queue(func: str, *args) -> None:
     # Looked up at call time so tests can capture what is queued.
-    from sync import tasks
-
     tasks.queue(func, *args)
 
 
@@ -243,8 +244,6 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
     def _qbo_url(connection, record) -> str:
         if connection is None or record is None or not record.qbo_id:
             return ""
-        from integrations.quickbooks.endpoints import endpoints_for
-
         try:
             endpoints = endpoints_for(connection.environment)
         except ValueError:
@@ -284,8 +283,6 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
 
     @admin.action(description="Retry failed sync", permissions=["sync"])
     def retry_failed(self, request, queryset):
-        from sync.services import records_retry
-
         connection = self._connected_or_message(request)
         if connection is None:
             return None
@@ -371,8 +368,6 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
         return redirect(self._change_url(obj))
 
     def qbo_retry_view(self, request, object_id):
-        from sync.services import records_retry
-
         obj = self._sync_target(request, object_id)
         connection = self._connected_or_message(request)
         if connection is not None:

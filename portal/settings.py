@@ -236,5 +236,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     # The app's loggers hand records to the root's handler (so test capture sees them too).
-    "loggers": {name: {"level": LOG_LEVEL} for name in ("portal", "integrations", "sync")},
+    "loggers": {
+        name: {"level": LOG_LEVEL}
+        for name in ("portal", "integrations", "sync", "qbo_emulator.webhooks")
+    },
 }

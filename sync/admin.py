@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from sync import tasks
 from sync.models import SyncEvent, SyncRecord, SyncRun
 from sync.services import records_retry
 
@@ -154,8 +155,6 @@ class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry failed records", permissions=["retry"])
     def retry(self, request, queryset):
-        from sync import tasks
-
         records = list(queryset.select_related(None))
         retried = records_retry(records=records)
         failed = [

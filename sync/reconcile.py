@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from integrations.models import Connection
-from sync.engine import Sync, invoices_for_push
+from sync.context import context_for
+from sync.entities.invoice import invoices_for_push
 from sync.models import SyncRecord, SyncRun
 
 
@@ -39,15 +40,16 @@ class ReconcileReport:
 def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
     """Read every QuickBooks invoice and compare it with its portal invoice; changes nothing."""
     run = SyncRun(connection=connection, trigger="command", direction="pull")
-    engine = Sync(connection=connection, run=run, client=client, dry_run=True)
+    ctx = context_for(connection=connection, run=run, client=client, dry_run=True)
+    invoices = ctx.adapter("invoice")
     report = ReconcileReport(connection=connection)
-    qbo = {obj["Id"]: obj for obj in engine.client.query_all("Invoice")}
+    qbo = {obj["Id"]: obj for obj in ctx.backend.read_all("Invoice")}
     records = {
         r.invoice_id: r
         for r in SyncRecord.objects.filter(connection=connection, object_type="invoice")
     }
     seen = set()
-    for invoice in invoices_for_push(config=engine.config, invoice_ids=None):
+    for invoice in invoices_for_push(config=ctx.config, invoice_ids=None):
         record = records.get(invoice.pk)
         obj = qbo.get(record.qbo_id) if record and record.qbo_id else None
         if obj is None:
@@ -59,8 +61,8 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
             report.only_portal.append((invoice.number, why))
             continue
         seen.add(obj["Id"])
-        ours = engine.neutral_local(invoice)
-        theirs = engine.neutral_qbo(obj)
+        ours = invoices.neutral_local(invoice)
+        theirs = invoices.neutral_qbo(obj)
         differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differing:
             report.differing.append((invoice.number, differing))

@@ -1,28 +1,32 @@
-"""Starting sync runs: the lock, the run record, and the engine's steps in order."""
+"""Sync runs: the lease, the run record, and the components in order.
+
+A run replays writes whose answer was lost, pushes (exporter), pulls (importer) and sends what
+the importer decided the portal wins; push and pull never call each other, this module joins
+them. Each run holds its company's lease (``sync.locks``) and ends with a status and a reason.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import uuid
 from contextlib import contextmanager
-from datetime import timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import Connection
-from integrations.quickbooks.errors import QBOError
-from integrations.services import ReconnectRequired
-from sync import catalogue
-from sync.engine import RunStopped, Sync, sync_configuration_for
-from sync.models import SyncEvent, SyncLock, SyncRecord, SyncRun
+from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
+from sync.configuration import sync_configuration_for
+from sync.context import SyncContext, context_for
+from sync.exporter import Exporter
+from sync.importer import Importer
+from sync.locks import Heartbeat, LeaseLost, lease_for
+from sync.models import SyncEvent, SyncRecord, SyncRun
 
 logger = logging.getLogger(__name__)
 
-LOCK_TTL = timedelta(minutes=30)
+BUSY = "Another sync for this company is running; this one was skipped."
 _local = threading.local()
 
 
@@ -41,23 +45,6 @@ def is_sync_writing() -> bool:
     return getattr(_local, "writing", False)
 
 
-def lock_acquire(*, connection: Connection, holder: str) -> bool:
-    """Claim the connection's sync lock by compare-and-swap (works on SQLite and PostgreSQL)."""
-    # Two processes may create the row at once; either way it exists afterwards.
-    with contextlib.suppress(IntegrityError):
-        SyncLock.objects.get_or_create(connection=connection)
-    now = timezone.now()
-    return bool(
-        SyncLock.objects.filter(connection=connection)
-        .filter(Q(holder="") | Q(expires_at__lt=now))
-        .update(holder=holder, expires_at=now + LOCK_TTL)
-    )
-
-
-def lock_release(*, connection: Connection, holder: str) -> None:
-    SyncLock.objects.filter(connection=connection, holder=holder).update(holder="", expires_at=None)
-
-
 def sync_run(
     *,
     connection: Connection,
@@ -71,9 +58,12 @@ def sync_run(
 ) -> SyncRun:
     """Run one sync for the connection and return its run record.
 
-    Skips (with a run saying why) when another sync holds the connection's lock or sync is
-    off for scheduled triggers. A connection that needs reconnecting ends the run with that
-    one reason; per-record failures are on the records and the run goes on.
+    ``direction`` is a ``SyncRun.Direction``; ``invoice_ids`` limits a push to those invoices
+    and ``force`` sends them even when unchanged or held. Skips (with a run saying why) when
+    another sync holds the company's lease (``run.lock_busy`` is then True) or sync is off for
+    automatic triggers. A connection that needs reconnecting ends the run with that one
+    reason; per-record failures are on the records and the run goes on. Never raises for
+    QuickBooks' errors; the run's status and message say what happened.
     """
     run = SyncRun.objects.create(
         connection=connection,
@@ -82,54 +72,62 @@ def sync_run(
         dry_run=dry_run,
         status=SyncRun.Status.RUNNING,
     )
-    holder = f"run-{run.pk}-{uuid.uuid4().hex[:8]}"
-    if not lock_acquire(connection=connection, holder=holder):
-        return _finish(
-            run,
-            SyncRun.Status.SKIPPED,
-            "Another sync for this company is running; this one was skipped.",
-        )
-    engine = None
+    run.lock_busy = False
+    lease = lease_for(connection=connection, holder=f"run-{run.pk}-{uuid.uuid4().hex[:8]}")
+    if not lease.acquire():
+        run.lock_busy = True
+        return _finish(run, SyncRun.Status.SKIPPED, BUSY)
+    ctx = None
     try:
         connection.refresh_from_db()
         if connection.status != Connection.Status.CONNECTED:
-            raise ReconnectRequired(connection)
+            raise ReconnectRequired(reason=connection.last_error, connection=connection)
         config = sync_configuration_for(connection=connection)
         if not config.enabled and trigger in ("schedule", "save", "webhook"):
             return _finish(run, SyncRun.Status.SKIPPED, "Sync is turned off in the configuration.")
-        engine = Sync(
+        ctx = context_for(
             connection=connection,
             run=run,
             client=client,
             dry_run=dry_run,
             on_progress=on_progress,
+            heartbeat=Heartbeat(lease),
         )
         with sync_writing():
-            engine.replay_uncertain()
-            if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
-                engine.push_invoices(invoice_ids=invoice_ids, force=force)
-            if direction in (SyncRun.Direction.PULL, SyncRun.Direction.BOTH):
-                engine.pull()
-            if direction == SyncRun.Direction.ITEMS:
-                engine.quick_sync_items()
+            _run_steps(ctx, direction=direction, invoice_ids=invoice_ids, force=force)
         if not dry_run and direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
             config.__class__.objects.filter(pk=config.pk).update(last_push_at=timezone.now())
         status, message = SyncRun.Status.DONE, ""
-    except (ReconnectRequired, RunStopped) as exc:
-        status, message = SyncRun.Status.FAILED, getattr(exc, "user_message", str(exc))
+    except (ReconnectRequired, LeaseLost) as exc:
+        status, message = SyncRun.Status.FAILED, exc.user_message
     except QBOError as exc:
         status = SyncRun.Status.FAILED
-        message = f"The run stopped: {catalogue.describe(exc)}"
+        message = f"The run stopped: {describe(exc)}"
         logger.warning("sync.run.failed", extra={"run": run.pk, "code": exc.code})
     finally:
-        if engine is not None:
-            engine.flush()
-        lock_release(connection=connection, holder=holder)
+        if ctx is not None:
+            ctx.log.flush()
+        lease.release()
     run.refresh_from_db()
-    if engine is not None:
-        run.api_calls = engine.run.api_calls
-        run.planned = engine.outcome.planned  # type: ignore[attr-defined]
+    if ctx is not None:
+        run.api_calls = ctx.backend.api_calls
+        run.planned = ctx.log.outcome.planned  # type: ignore[attr-defined]
     return _finish(run, status, message)
+
+
+def _run_steps(
+    ctx: SyncContext, *, direction: str, invoice_ids: list[int] | None, force: bool
+) -> None:
+    exporter, importer = Exporter(ctx), Importer(ctx)
+    exporter.replay_uncertain()
+    if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
+        stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force)
+        exporter.push_updates(importer.reconcile_stale(stale))
+    if direction in (SyncRun.Direction.PULL, SyncRun.Direction.BOTH):
+        exporter.push_updates(importer.pull())
+    if direction == SyncRun.Direction.ITEMS:
+        exporter.push_list(ctx.adapter("item"))
+        importer.pull_list(ctx.adapter("item"))
 
 
 def _finish(run: SyncRun, status: str, message: str) -> SyncRun:
@@ -174,16 +172,15 @@ def conflict_resolve(*, record: SyncRecord, keep: str) -> SyncRun:
     if keep == "quickbooks":
         # Agree on the portal's side as it was, so the QuickBooks version reads as the only
         # change, and pull it.
-        from sync.engine import Sync as Engine
-
         run = SyncRun.objects.create(
             connection=record.connection, trigger="button", direction="pull", status="running"
         )
-        engine = Engine(connection=record.connection, run=run)
+        ctx = context_for(connection=record.connection, run=run)
+        importer = Importer(ctx)
         with sync_writing():
-            obj = engine.client.read("Invoice", record.qbo_id)
-            engine.apply_qbo_invoice(record, record.invoice, obj, engine.neutral_qbo(obj))
-        engine.flush()
+            obj = ctx.backend.read("Invoice", record.qbo_id)
+            importer.apply(record, record.invoice, obj, importer.invoices.neutral_qbo(obj))
+        ctx.log.flush()
         run.refresh_from_db()
         return _finish(run, SyncRun.Status.DONE, "")
     raise ValueError("keep must be 'portal' or 'quickbooks'")

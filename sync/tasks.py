@@ -9,14 +9,19 @@ detection make a second run a no-op).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.utils import timezone
 
-from integrations.models import Connection, SyncConfiguration
-from sync.models import SyncRecord, SyncRun
-from sync.services import sync_run
+from integrations.models import Connection, WebhookEvent
+from portal.tasks import queue, queue_later
+from sync.models import SyncConfiguration, SyncRecord, SyncRun
+from sync.services import conflict_resolve, sync_run
 
 logger = logging.getLogger(__name__)
+
+# A pull that finds its company's sync running is queued again after this long.
+RETRY_BUSY_AFTER = timedelta(seconds=30)
 
 
 def _connection(connection_id: int) -> Connection | None:
@@ -42,8 +47,6 @@ def run_sync(connection_id: int, direction: str = "both", trigger: str = "button
 
 def resolve_conflict(record_id: int, keep: str) -> int:
     """Keep one side's version of a held invoice ("portal" or "quickbooks")."""
-    from sync.services import conflict_resolve
-
     record = SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
     if record is None or record.status != SyncRecord.Status.CONFLICT:
         return 0
@@ -51,9 +54,11 @@ def resolve_conflict(record_id: int, keep: str) -> int:
 
 
 def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
-    """Pull every connected company with this realm id (webhooks name realms)."""
-    from integrations.models import WebhookEvent
+    """Pull every connected company with this realm id (webhooks name realms).
 
+    A company whose sync is running keeps its webhook events unprocessed and gets this pull
+    queued again (``queue_later``), so no change Intuit notified is dropped.
+    """
     runs = []
     started = timezone.now()
     for connection in Connection.objects.filter(
@@ -61,8 +66,15 @@ def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
     ):
         run = sync_run(connection=connection, trigger=trigger, direction="pull")
         runs.append(run.pk)
-        if run.status in (SyncRun.Status.DONE, SyncRun.Status.SKIPPED):
-            # A skipped run means another sync is pulling this realm right now.
+        if run.lock_busy:
+            queue_later(
+                "sync.tasks.pull_realm",
+                realm_id,
+                trigger,
+                key=f"pull-realm-{realm_id}",
+                delay=RETRY_BUSY_AFTER,
+            )
+        elif run.status in (SyncRun.Status.DONE, SyncRun.Status.SKIPPED):
             WebhookEvent.objects.filter(
                 realm_id=realm_id, processed_at__isnull=True, received_at__lte=started
             ).update(processed_at=timezone.now())
@@ -98,16 +110,12 @@ def scheduled_sync() -> list[int]:
     return runs
 
 
-def queue(func: str, *args, **kwargs) -> None:
-    """Queue a task (after the current transaction commits)."""
-    from django.conf import settings
-    from django.db import transaction
-    from django_q.tasks import async_task
-
-    # django-q2 reads Q_CLUSTER["sync"] once at import; reading it per call lets tests and
-    # single-process set-ups switch to running tasks inline.
-    run_inline = bool(settings.Q_CLUSTER.get("sync", False))
-    transaction.on_commit(lambda: async_task(func, *args, sync=run_inline, **kwargs))
-
-
-__all__ = ["SyncRun", "pull_realm", "push_invoices", "queue", "run_sync", "scheduled_sync"]
+__all__ = [
+    "pull_realm",
+    "push_invoices",
+    "queue",
+    "queue_later",
+    "resolve_conflict",
+    "run_sync",
+    "scheduled_sync",
+]

@@ -90,8 +90,9 @@ def set_up_for_sync(connection, *, tax_rate_name: str = "California"):
     from decimal import Decimal
 
     from integrations import services
-    from integrations.models import QuickBooksTaxCode, TaxMapping
+    from integrations.models import QuickBooksTaxCode
     from portal.models import TaxRate
+    from sync.models import TaxMapping
 
     pick_journals(connection)
     services.tax_codes_fetch(connection=connection)

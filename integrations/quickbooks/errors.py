@@ -18,6 +18,7 @@ import json
 import re
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
@@ -32,10 +33,13 @@ __all__ = [
     "NotFoundError",
     "OAuthError",
     "QBOError",
+    "ReconnectRequired",
     "ServiceUnavailableError",
     "StaleObjectError",
     "ThrottledError",
     "ValidationError",
+    "describe",
+    "error_fields",
     "error_from_exception",
     "error_from_fault",
     "error_from_response",
@@ -79,7 +83,6 @@ class QBOError(Exception):
 
     _retryable: ClassVar[bool] = False
     _user_message: ClassVar[str | None] = None
-    needs_reconnect: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -112,6 +115,11 @@ class QBOError(Exception):
     def retryable(self) -> bool:
         """True when the same request may succeed if sent again later."""
         return self._retryable
+
+    @property
+    def needs_reconnect(self) -> bool:
+        """True when nothing can go on until someone reconnects (see ``ReconnectRequired``)."""
+        return isinstance(self, ReconnectRequired)
 
     @property
     def user_message(self) -> str:
@@ -152,13 +160,33 @@ class QBOError(Exception):
         return (_rebuild, (type(self), self.__dict__.copy()))
 
 
-class AuthenticationError(QBOError):
+class ReconnectRequired(QBOError):
+    """The connection cannot be used until a Sync administrator reconnects it.
+
+    The one "reconnect needed" error: QBO refusing the access token (``AuthenticationError``),
+    Intuit refusing the refresh token (``InvalidGrantError``), or a connection already marked
+    as needing a reconnect or disconnected (raised by ``integrations.services`` with the
+    ``connection`` and the ``reason`` staff see).
+    """
+
+    _user_message = "QuickBooks must be reconnected."
+
+    def __init__(self, message: str = "", *, reason: str = "", connection=None, **kwargs) -> None:
+        super().__init__(message or reason, **kwargs)
+        self.reason = reason
+        self.connection = connection
+
+    @property
+    def user_message(self) -> str:
+        return self.reason or self._user_message
+
+
+class AuthenticationError(ReconnectRequired):
     """QBO no longer accepts the access token (401, codes 3200 and 100): reconnect needed.
 
     The client refreshes the access token once on a 401 before raising this.
     """
 
-    needs_reconnect = True
     _user_message = (
         "QuickBooks no longer accepts Ledgerlink's connection. "
         "A Sync administrator must reconnect to QuickBooks."
@@ -208,14 +236,7 @@ class DuplicateError(QBOError):
 
     @property
     def user_message(self) -> str:
-        if self.code == "6240":
-            return (
-                "Another customer, vendor or employee in QuickBooks already uses this name. "
-                "Change the name here or in QuickBooks."
-            )
-        if self.code == "6140":
-            return "This invoice number is already used in QuickBooks. Choose a different number."
-        return "QuickBooks already has this record."
+        return CODE_TEXTS[self.code].alone if self.code in CODE_TEXTS else CODE_TEXTS["630"].alone
 
 
 class ValidationError(QBOError):
@@ -284,10 +305,9 @@ class OAuthError(QBOError):
         return f"{base} [error={self.error}]" if self.error else base
 
 
-class InvalidGrantError(OAuthError):
+class InvalidGrantError(OAuthError, ReconnectRequired):
     """The refresh token or authorization code is spent, expired or revoked: reconnect needed."""
 
-    needs_reconnect = True
     _user_message = (
         "The QuickBooks connection has expired or was revoked. "
         "A Sync administrator must reconnect to QuickBooks."
@@ -529,3 +549,140 @@ def oauth_error_from_response(response: requests.Response) -> QBOError:
         status=status,
         intuit_tid=intuit_tid,
     )
+
+
+# --- Plain words ---------------------------------------------------------------------------
+# The one place for what staff read about a QuickBooks error code.
+
+
+@dataclass(frozen=True)
+class CodeText:
+    """What a QuickBooks error code means for a record, and its fix.
+
+    ``what`` and ``fix`` are read in context (a record's Sync Details): ``{kind}`` is the
+    record's kind, ``{element}`` QBO's element, ``{detail}`` QBO's detail, ``{number}`` the
+    invoice number, ``{name}`` the record. ``alone`` is the error's ``user_message`` where
+    the error class has no sentence of its own.
+    """
+
+    what: str
+    fix: str
+    alone: str = ""
+
+
+CODE_TEXTS: dict[str, CodeText] = {
+    "610": CodeText(
+        "QuickBooks cannot find something this {kind} uses, or it was made inactive there",
+        "check that the customer and items are active in QuickBooks, then retry",
+    ),
+    "620": CodeText(
+        "QuickBooks could not link this {kind} to the transaction",
+        "retry; if it persists, check the linked payment in QuickBooks",
+    ),
+    "630": CodeText(
+        "QuickBooks already has an object like this",
+        "link or rename one of them, then retry",
+        alone="QuickBooks already has this record.",
+    ),
+    "2010": CodeText("QuickBooks does not accept the field {element}", "remove that field mapping"),
+    "2020": CodeText("QuickBooks needs a value for {element}", "fill it in, then retry"),
+    "2050": CodeText("{element} is longer than QuickBooks allows", "shorten it, then retry"),
+    "2500": CodeText(
+        "QuickBooks does not know the {element} this {kind} points to",
+        "sync or re-create it in QuickBooks, then retry",
+    ),
+    "5010": CodeText(
+        "the {kind} was changed in QuickBooks while Ledgerlink was saving it",
+        "Ledgerlink will compare both versions on the next sync",
+    ),
+    "6000": CodeText(
+        "QuickBooks refused the {kind}: {detail}", "fix what QuickBooks names, then retry"
+    ),
+    "6070": CodeText(
+        "a line's amount is not quantity times unit price", "correct the line, then retry"
+    ),
+    "6080": CodeText("the customer has no name", "give the customer a display name, then retry"),
+    "6100": CodeText("a line's sales tax code is not valid in QuickBooks", "check the tax mapping"),
+    "6140": CodeText(
+        "QuickBooks already has an invoice with number {number}",
+        "give this invoice another number (or turn on 'allow duplicate numbers' in QuickBooks), "
+        "then retry",
+        alone="This invoice number is already used in QuickBooks. Choose a different number.",
+    ),
+    "6190": CodeText("the QuickBooks subscription is not active", "renew it in QuickBooks"),
+    "6210": CodeText(
+        "the invoice date falls in a period closed in QuickBooks",
+        "change the date or reopen the period in QuickBooks",
+    ),
+    "6240": CodeText(
+        "a customer with this name already exists in QuickBooks (possibly a vendor or employee)",
+        "rename one of them, then retry",
+        alone="Another customer, vendor or employee in QuickBooks already uses this name. "
+        "Change the name here or in QuickBooks.",
+    ),
+    "6270": CodeText(
+        "the invoice is dated before an inventory item's start date in QuickBooks",
+        "change the invoice date or the item's start date",
+    ),
+    "6520": CodeText("an inventory item has no quantity", "enter the quantity, then retry"),
+}
+# Names are unique across customers, vendors and employees; for an item, 6240 means an item.
+ITEM_NAME_TAKEN = CodeText(
+    "an item with this name already exists in QuickBooks", "rename one of them, then retry"
+)
+
+
+def describe(
+    error: Exception,
+    *,
+    kind: str = "invoice",
+    name: str = "",
+    number: str = "",
+    id_names: dict[str, str] | None = None,
+) -> str:
+    """The plain-words reason for ``error`` on a record (sentence and fix)."""
+    if isinstance(error, ConnectionFailedError) and error.uncertain:
+        return (
+            "QuickBooks did not answer in time, so it is not known yet whether the change was "
+            "saved. Ledgerlink will ask again with the same request and settle it; no duplicate "
+            "will be made."
+        )
+    if not isinstance(error, QBOError):
+        return f"Unexpected problem: {error}"
+    code = str(error.code or "")
+    detail = _with_names(error.detail or error.message or "", id_names or {})
+    text = ITEM_NAME_TAKEN if code == "6240" and kind == "item" else CODE_TEXTS.get(code)
+    if text is not None:
+        what, fix = text.what, text.fix
+    else:
+        what, fix = (error.user_message.rstrip("."), "")
+    element = error.element or "a field"
+    what = what.format(kind=kind, element=element, detail=detail, number=number, name=name)
+    sentence = what[0].upper() + what[1:]
+    if fix:
+        sentence += f": {fix}."
+    elif not sentence.endswith("."):
+        sentence += "."
+    if detail and code and code not in ("6000",) and detail not in sentence:
+        sentence += f" (QuickBooks said: {detail})"
+    return sentence
+
+
+def _with_names(text: str, id_names: dict[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        name = id_names.get(match.group(2))
+        return f"{match.group(1)}{name}" if name else match.group(0)
+
+    # "Invalid Reference Id: 42" -> "Invalid Reference Id: Pump"
+    return re.sub(r"(\bId\s*[:=]?\s*)(\d+)\b", replace, text) if id_names else text
+
+
+def error_fields(error: Exception) -> dict:
+    """The QBO fields kept on a sync record next to the reason."""
+    if not isinstance(error, QBOError):
+        return {"error_code": "", "error_element": "", "intuit_tid": ""}
+    return {
+        "error_code": str(error.code or "")[:16],
+        "error_element": str(error.element or "")[:100],
+        "intuit_tid": str(error.intuit_tid or "")[:100],
+    }

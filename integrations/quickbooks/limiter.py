@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import cache
+
 from .errors import ThrottledError
 
 __all__ = ["RealmLimiter"]
@@ -76,8 +78,6 @@ class RealmLimiter:
     def cache(self):
         """The cache shared by every worker (Django's default cache unless one was given)."""
         if self._cache is None:
-            from django.core.cache import cache
-
             return cache
         return self._cache
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from integrations.mapping_services import readiness
-from integrations.models import FieldMapping, SyncConfiguration, TaxMapping
 from portal.models import Invoice
 from portal.roles import AUDITORS, BILLING_STAFF, SYNC_ADMINISTRATORS
+from sync.configuration import readiness
+from sync.models import FieldMapping, SyncConfiguration, TaxMapping
 from tests.admin.conftest import ROLES
 
 TAB_KEYS = ["connection", "configuration", "journals", "mapping", "items", "history", "conflicts"]
@@ -219,7 +219,7 @@ def test_tax_mapping_refuses_a_code_of_another_company(client, login, connection
 
 
 def _mapping_post(**overrides):
-    from integrations.fieldmap import LOCAL_FIELDS
+    from sync.fieldmap import LOCAL_FIELDS
 
     data = {}
     for field in LOCAL_FIELDS:

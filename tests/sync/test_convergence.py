@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.models import QuickBooksTaxCode, SyncConfiguration, TaxMapping
+from integrations.models import QuickBooksTaxCode
 from portal.models import Invoice, TaxRate
-from sync.models import SyncRecord
+from sync.models import SyncConfiguration, SyncRecord, TaxMapping
 from sync.reconcile import reconcile_report
 
 SEEDS = [int(s) for s in __import__("os").environ.get("CONVERGENCE_SEEDS", "1,2").split(",")]

@@ -1,8 +1,7 @@
 from decimal import Decimal
 
-from integrations.models import SyncConfiguration
 from portal.models import Item
-from sync.models import SyncRecord
+from sync.models import SyncConfiguration, SyncRecord
 
 
 def test_quick_sync_pushes_local_items_and_pulls_qbo_items(run_sync, ready, qbo_ui):

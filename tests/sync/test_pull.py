@@ -2,9 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.models import SyncConfiguration
 from portal.models import Customer, Invoice
-from sync.models import SyncRecord
+from sync.models import SyncConfiguration, SyncRecord
 from tests.sync.conftest import qbo_invoices
 
 
@@ -221,8 +220,9 @@ def test_stale_sync_token_on_update_goes_through_the_conflict_rule(
 def test_qbo_invoice_that_cannot_be_pulled_says_why_and_comes_after_the_fix(
     first_pull, run_sync, ready
 ):
-    from integrations.models import QuickBooksTaxCode, TaxMapping
+    from integrations.models import QuickBooksTaxCode
     from portal.models import TaxRate
+    from sync.models import TaxMapping
 
     # The sandbox's invoice 1003 is taxed with code 3 (Tucson), which is not mapped yet.
     record = SyncRecord.objects.get(qbo_doc_number="1003", invoice__isnull=True)

@@ -100,9 +100,9 @@ def test_customer_name_qbo_refuses_fails_with_plain_reason(run_sync, make_invoic
 def test_duplicate_name_refused_by_qbo_names_the_fix(run_sync, make_invoice, qbo_ui, monkeypatch):
     # Someone creates the customer in QuickBooks between the lookup and the create (or it is
     # a vendor's name, which the customer lookup cannot see): QuickBooks refuses with 6240.
-    from sync.engine import Sync
+    from sync.exporter import Exporter
 
-    real_lookup = Sync.lookup_by_name
+    real_lookup = Exporter.lookup_by_name
 
     def lookup_then_clash(self, kind, locals_):
         if kind != "customer":
@@ -110,7 +110,7 @@ def test_duplicate_name_refused_by_qbo_names_the_fix(run_sync, make_invoice, qbo
         qbo_ui.create("Customer", {"DisplayName": "Northwind Traders"})
         return {}
 
-    monkeypatch.setattr(Sync, "lookup_by_name", lookup_then_clash)
+    monkeypatch.setattr(Exporter, "lookup_by_name", lookup_then_clash)
     invoice = make_invoice(customer="Northwind Traders")
     run_sync("push")
     record = SyncRecord.objects.get(invoice=invoice)
@@ -153,8 +153,8 @@ def test_lost_answer_is_settled_by_replay_without_duplicate(run_sync, make_invoi
 
 
 def test_one_way_mode_never_writes_into_the_portal(run_sync, ready, qbo_ui):
-    from integrations.models import SyncConfiguration
     from portal.models import Customer
+    from sync.models import SyncConfiguration
 
     SyncConfiguration.objects.update_or_create(connection=ready, defaults={"sync_type": "one_way"})
     before = (Invoice.objects.count(), Customer.objects.count())

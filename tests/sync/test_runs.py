@@ -2,8 +2,9 @@ import pytest
 from django.core.management import call_command
 
 from portal.models import Invoice
+from sync.locks import lock_acquire
 from sync.models import SyncLock, SyncRecord, SyncRun
-from sync.services import lock_acquire, sync_run
+from sync.services import sync_run
 from tests.sync.conftest import qbo_invoices
 
 
@@ -55,7 +56,7 @@ def test_run_is_idempotent_when_run_twice(run_sync, make_invoice, qbo_ui):
 @pytest.mark.django_db(transaction=True)
 def test_saving_an_invoice_queues_a_push_after_commit(ready, make_invoice, qbo_ui, settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
-    from integrations.models import SyncConfiguration
+    from sync.models import SyncConfiguration
 
     SyncConfiguration.objects.get_or_create(connection=ready)
     invoice = make_invoice(number="INV-4003")
@@ -146,7 +147,7 @@ def test_cursor_older_than_cdc_allows_means_a_full_read(run_sync, ready, qbo):
 
     from django.utils import timezone
 
-    from integrations.models import SyncConfiguration
+    from sync.models import SyncConfiguration
 
     run_sync("pull")
     SyncConfiguration.objects.filter(connection=ready).update(
@@ -163,8 +164,8 @@ def test_cursor_older_than_cdc_allows_means_a_full_read(run_sync, ready, qbo):
 
 
 def test_reasons_name_records_instead_of_quickbooks_ids():
+    from integrations.quickbooks import errors as catalogue
     from integrations.quickbooks.errors import ValidationError
-    from sync import catalogue
 
     error = ValidationError(
         "Invalid Reference Id",
@@ -186,7 +187,7 @@ def test_schedule_syncs_each_company_when_its_interval_has_passed(ready, make_in
 
     from django.utils import timezone
 
-    from integrations.models import SyncConfiguration
+    from sync.models import SyncConfiguration
     from sync.tasks import scheduled_sync
 
     config, _ = SyncConfiguration.objects.update_or_create(

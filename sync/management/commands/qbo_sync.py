@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from integrations.management.commands._common import add_connection_argument, connections
+from sync.reconcile import reconcile_report
 from sync.services import sync_run
 
 
@@ -36,8 +37,6 @@ class Command(BaseCommand):
         **options,
     ):
         if reconcile:
-            from sync.reconcile import reconcile_report
-
             for connection in connections(realm):
                 report = reconcile_report(connection=connection)
                 self.stdout.write(report.render())

@@ -1,5 +1,6 @@
-"""Set-up of a QuickBooks connection from the settings page: configuration, tax and field
-mappings, custom fields, and what is still missing before a sync can run."""
+"""How a company syncs: its configuration, tax and field mappings, custom fields, and what is
+still missing before a sync can run (services and selectors for the settings page and the
+engine)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.functions import Length
 
-from integrations import fieldmap
-from integrations.models import (
-    Connection,
-    FieldMapping,
-    QuickBooksTaxCode,
-    SyncConfiguration,
-    TaxMapping,
-)
+from integrations.models import Connection, QuickBooksTaxCode
+from integrations.services import connection_client
 from portal.models import Invoice, TaxRate
+from sync import fieldmap
+from sync.mappers.invoice import InvoiceMapping
+from sync.models import FieldMapping, SyncConfiguration, TaxMapping
 
 # The settings page tabs each readiness item links to.
 TAB_CONNECTION = "connection"
@@ -141,6 +139,17 @@ def field_mappings_current(*, connection: Connection) -> dict[str, tuple[str, st
     }
 
 
+def invoice_mapping_for(*, connection: Connection) -> InvoiceMapping:
+    """The field mapping in effect, for the mappers: the defaults until staff save their own."""
+    return InvoiceMapping(fields=field_mappings_current(connection=connection))
+
+
+def sync_configuration_for(*, connection: Connection) -> SyncConfiguration:
+    """The connection's saved configuration, created with the defaults when there is none."""
+    config, _ = SyncConfiguration.objects.get_or_create(connection=connection)
+    return config
+
+
 def longest_values() -> dict[str, tuple[int, str]]:
     """Per portal text field, the length and an example of its longest value on an invoice."""
     result = {}
@@ -196,8 +205,6 @@ def custom_fields_fetch(*, connection: Connection, client=None) -> dict[str, str
     Raises ``ReconnectRequired`` or ``QBOError`` as the client does. Returns
     {DefinitionId: name}.
     """
-    from integrations.services import connection_client
-
     client = client or connection_client(connection=connection)
     definitions = fieldmap.custom_field_definitions(client.preferences())
     Connection.objects.filter(pk=connection.pk).update(custom_fields=definitions)

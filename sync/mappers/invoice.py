@@ -1,38 +1,23 @@
-"""Pure mappers between portal records, QuickBooks objects and a neutral form.
+"""Invoice mappers: a portal invoice and a QuickBooks Invoice to the neutral form, and the
+neutral form to a QuickBooks Invoice body, through the field mapping in effect.
 
-Both sides map into the same *neutral form* (plain JSON values, only the mapped fields), so
-"did this side change since both agreed?" is a dict comparison, and an echo of the sync's own
-write compares equal and is ignored. ``*_to_qbo`` builds request bodies from a neutral form.
+Fields follow QuickBooks' Invoice entity (qbo-api.md section 8): DocNumber, TxnDate, DueDate,
+CustomerRef, CustomerMemo, PrivateNote, BillEmail, CurrencyRef, CustomField and the sales
+item lines (``SalesItemLineDetail``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from integrations.fieldmap import CUSTOM_PREFIX
-from portal.money import round_money
+from sync.fieldmap import CUSTOM_PREFIX
+from sync.mappers.common import money, number, party, ref
 
-QUANTITY_PLACES = Decimal("0.0001")
-
-
-def number(value) -> str:
-    """A decimal as a canonical string ("3", "0.335", "150"), whatever its source type."""
-    if value is None or value == "":
-        return "0"
-    d = Decimal(str(value)).quantize(QUANTITY_PLACES).normalize()
-    text = format(d, "f")
-    return "0" if text in ("-0", "") else text
-
-
-def money(value) -> str:
-    return format(round_money(Decimal(str(value or 0))), "f")
-
-
-def neutral_hash(neutral: dict) -> str:
-    return hashlib.sha256(json.dumps(neutral, sort_keys=True, default=str).encode()).hexdigest()
+# Fields the tax code and the void flag follow: the tax code travels with the lines, and a
+# void always flows (it is how both sides say an invoice no longer counts).
+ALWAYS_FLOWS = ("void",)
+FLOWS_WITH_LINES = ("tax_code",)
 
 
 @dataclass
@@ -55,6 +40,17 @@ class InvoiceMapping:
     @property
     def mapped(self) -> list[str]:
         return [name for name, (qbo, _) in self.fields.items() if qbo]
+
+    def flows(self, name: str, side: str) -> bool:
+        """Whether neutral field ``name`` flows towards ``side`` ("to" or "from" QuickBooks)."""
+        if name in ALWAYS_FLOWS:
+            return True
+        field_name = "lines" if name in FLOWS_WITH_LINES else name
+        return self.to_qbo(field_name) if side == "to" else self.from_qbo(field_name)
+
+    def project(self, neutral: dict, side: str) -> dict:
+        """Only the fields of ``neutral`` that flow towards ``side`` ("to" or "from" QBO)."""
+        return {name: value for name, value in neutral.items() if self.flows(name, side)}
 
 
 # --- Portal -> neutral ------------------------------------------------------------------------
@@ -81,7 +77,7 @@ def invoice_neutral_local(
         "number": invoice.number,
         "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
         "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
-        "customer": _party(customer_ids.get(invoice.customer_id), invoice.customer.display_name),
+        "customer": party(customer_ids.get(invoice.customer_id), invoice.customer.display_name),
         "customer_memo": invoice.customer_memo,
         "private_note": invoice.private_note,
         "billing_email": invoice.billing_email,
@@ -89,7 +85,7 @@ def invoice_neutral_local(
         "currency": invoice.currency,
         "lines": [
             {
-                "item": _party(item_ids.get(line.item_id), line.item.name),
+                "item": party(item_ids.get(line.item_id), line.item.name),
                 "description": line.description,
                 "quantity": number(line.quantity),
                 "unit_price": number(line.unit_price),
@@ -116,14 +112,6 @@ def _void_form(neutral: dict) -> dict:
 
 
 # --- QuickBooks -> neutral --------------------------------------------------------------------
-
-
-def _party(qbo_id: str | None, name: str) -> str:
-    return f"qbo:{qbo_id}" if qbo_id else f"name:{name}"
-
-
-def _ref(ref: dict | None) -> str:
-    return _party(str(ref.get("value")), "") if ref else ""
 
 
 def qbo_is_void(obj: dict) -> bool:
@@ -162,7 +150,7 @@ def invoice_neutral_qbo(
         taxable_any = taxable_any or taxable
         lines.append(
             {
-                "item": _ref(detail.get("ItemRef")),
+                "item": ref(detail.get("ItemRef")),
                 "description": line.get("Description", "") or "",
                 "quantity": number(detail.get("Qty", 0)),
                 "unit_price": number(detail.get("UnitPrice", 0)),
@@ -174,7 +162,7 @@ def invoice_neutral_qbo(
         "number": obj.get("DocNumber", "") or "",
         "issue_date": obj.get("TxnDate"),
         "due_date": obj.get("DueDate"),
-        "customer": _ref(obj.get("CustomerRef")),
+        "customer": ref(obj.get("CustomerRef")),
         "customer_memo": (obj.get("CustomerMemo") or {}).get("value", ""),
         "private_note": obj.get("PrivateNote", "") or "",
         "billing_email": (obj.get("BillEmail") or {}).get("Address", ""),
@@ -254,127 +242,4 @@ def invoice_to_qbo(
         ]
         if neutral.get("tax_code"):
             body["TxnTaxDetail"] = {"TxnTaxCodeRef": {"value": neutral["tax_code"]}}
-    return body
-
-
-# --- Customers and items ------------------------------------------------------------------------
-
-
-def customer_neutral_local(customer) -> dict:
-    return {
-        "name": customer.display_name,
-        "company": customer.company_name,
-        "email": customer.email,
-        "phone": customer.phone,
-        "line1": customer.billing_line1,
-        "city": customer.billing_city,
-        "region": customer.billing_region,
-        "postal_code": customer.billing_postal_code,
-        "country": customer.billing_country,
-        "active": customer.active,
-    }
-
-
-def customer_neutral_qbo(obj: dict) -> dict:
-    addr = obj.get("BillAddr") or {}
-    name = obj.get("DisplayName", "")
-    if obj.get("Active") is False and name.endswith(" (deleted)"):
-        name = name.removesuffix(" (deleted)")
-    return {
-        "name": name,
-        "company": obj.get("CompanyName", "") or "",
-        "email": (obj.get("PrimaryEmailAddr") or {}).get("Address", ""),
-        "phone": (obj.get("PrimaryPhone") or {}).get("FreeFormNumber", ""),
-        "line1": addr.get("Line1", ""),
-        "city": addr.get("City", ""),
-        "region": addr.get("CountrySubDivisionCode", ""),
-        "postal_code": addr.get("PostalCode", ""),
-        "country": addr.get("Country", ""),
-        "active": obj.get("Active", True) is not False,
-    }
-
-
-def customer_to_qbo(neutral: dict) -> dict:
-    body: dict = {"DisplayName": neutral["name"], "Active": neutral["active"]}
-    if neutral["company"]:
-        body["CompanyName"] = neutral["company"]
-    if neutral["email"]:
-        body["PrimaryEmailAddr"] = {"Address": neutral["email"]}
-    if neutral["phone"]:
-        body["PrimaryPhone"] = {"FreeFormNumber": neutral["phone"]}
-    addr = {
-        "Line1": neutral["line1"],
-        "City": neutral["city"],
-        "CountrySubDivisionCode": neutral["region"],
-        "PostalCode": neutral["postal_code"],
-        "Country": neutral["country"],
-    }
-    addr = {k: v for k, v in addr.items() if v}
-    if addr:
-        body["BillAddr"] = addr
-    return body
-
-
-ITEM_TYPES_TO_QBO = {
-    "service": "Service",
-    "non_inventory": "NonInventory",
-    "inventory": "Inventory",
-}
-ITEM_TYPES_FROM_QBO = {v: k for k, v in ITEM_TYPES_TO_QBO.items()}
-
-
-def item_neutral_local(item) -> dict:
-    return {
-        "name": item.name,
-        "sku": item.sku,
-        "type": item.type,
-        "description": item.description,
-        "sales_price": number(item.sales_price),
-        "purchase_cost": number(item.purchase_cost),
-        "taxable": item.taxable,
-        "active": item.active,
-    }
-
-
-def item_neutral_qbo(obj: dict) -> dict:
-    return {
-        "name": obj.get("Name", ""),
-        "sku": obj.get("Sku", "") or "",
-        "type": ITEM_TYPES_FROM_QBO.get(obj.get("Type", ""), "service"),
-        "description": obj.get("Description", "") or "",
-        "sales_price": number(obj.get("UnitPrice", 0)),
-        "purchase_cost": number(obj.get("PurchaseCost", 0)),
-        "taxable": bool(obj.get("Taxable", False)),
-        "active": obj.get("Active", True) is not False,
-    }
-
-
-def item_to_qbo(
-    neutral: dict,
-    *,
-    income_account: str,
-    expense_account: str | None,
-    asset_account: str | None,
-    quantity_on_hand=None,
-    start_date: str | None = None,
-) -> dict:
-    body: dict = {
-        "Name": neutral["name"],
-        "Type": ITEM_TYPES_TO_QBO[neutral["type"]],
-        "Description": neutral["description"],
-        "UnitPrice": float(Decimal(neutral["sales_price"])),
-        "PurchaseCost": float(Decimal(neutral["purchase_cost"])),
-        "Taxable": neutral["taxable"],
-        "Active": neutral["active"],
-        "IncomeAccountRef": {"value": income_account},
-    }
-    if neutral["sku"]:
-        body["Sku"] = neutral["sku"]
-    if neutral["type"] == "inventory":
-        body["TrackQtyOnHand"] = True
-        body["ExpenseAccountRef"] = {"value": expense_account}
-        body["AssetAccountRef"] = {"value": asset_account}
-        if quantity_on_hand is not None:
-            body["QtyOnHand"] = float(Decimal(str(quantity_on_hand)))
-            body["InvStartDate"] = start_date
     return body

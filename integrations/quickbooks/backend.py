@@ -1,0 +1,164 @@
+"""The backend adapter: what the sync engine needs from QuickBooks, in QuickBooks' own terms.
+
+The engine names entities ("Invoice", "Customer") and never builds a query, a batch or a
+``requestid`` itself. Everything QuickBooks-specific lives here:
+
+- batched writes of at most 30 items (qbo-api.md section 5), each batch with one
+  ``requestid`` that a later run reuses to settle a batch whose answer was lost (QBO answers a
+  repeated ``requestid`` with the first answer instead of writing again);
+- name look-ups as batched queries, quoted as QuickBooks' query language requires;
+- the change feed (CDC, at most 30 days back, section 4) and the full read that replaces it;
+- counting the API calls a run makes.
+
+Every method raises ``QBOError`` subclasses as the client does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+
+from integrations.quickbooks.client import BATCH_MAX_ITEMS, QUERY_MAX_RESULTS, QBOClient, quote
+from integrations.quickbooks.errors import QBOError
+
+# Ids per ``Id IN (...)`` query when reading known objects (QBO's IN list has no documented
+# limit; 100 keeps each statement short. UNCONFIRMED, chosen conservatively).
+READ_IDS_CHUNK = 100
+# QBO's CDC looks back at most 30 days (qbo-api.md section 4); a cursor older than this (less
+# a margin for clock skew) means a full read instead.
+CDC_LOOKBACK = timedelta(days=30)
+CDC_SAFE_LOOKBACK = CDC_LOOKBACK - timedelta(hours=1)
+# Read from a little before the cursor, so a change committed in QBO while the previous read
+# ran is not missed; the engine skips what it has already seen.
+CURSOR_OVERLAP = timedelta(minutes=2)
+# Name lists (customers, items) are read with their inactive entries: a query without an
+# Active filter returns active ones only (qbo-api.md section 3).
+WITH_INACTIVE = "Active IN (true, false)"
+NAME_LISTS = ("Customer", "Item")
+# Where a write's position in its batch is kept with the batch's requestid on a binding.
+_POSITION = "#"
+
+
+def chunks(values: list, size: int = BATCH_MAX_ITEMS) -> Iterator[list]:
+    """``values`` in consecutive slices of at most ``size`` (a batch's 30 by default)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def batch_ref(request_id: str, position: int) -> str:
+    """What a binding keeps of its write in flight: the batch's requestid and its position."""
+    return f"{request_id}{_POSITION}{position}"
+
+
+def parse_batch_ref(ref: str) -> tuple[str, int]:
+    """(requestid, position) from ``batch_ref()``'s text."""
+    request_id, _, position = ref.partition(_POSITION)
+    return request_id, int(position or 0)
+
+
+def new_request_id() -> str:
+    """A fresh batch requestid (32 characters; the client adds its chunk suffix)."""
+    return uuid.uuid4().hex
+
+
+class QuickBooksBackend:
+    """One company's QuickBooks, as the engine speaks to it; ``api_calls`` counts requests."""
+
+    def __init__(self, client: QBOClient):
+        self.client = client
+        self.api_calls = 0
+
+    # --- reads -------------------------------------------------------------------------
+
+    def read(self, entity: str, qbo_id: str) -> dict:
+        """One object by Id (``GET /{entity}/{id}``)."""
+        self.api_calls += 1
+        return self.client.read(entity, qbo_id)
+
+    def read_ids(self, entity: str, ids: list[str]) -> list[dict]:
+        """The objects with these Ids, by ``Id IN (...)`` queries."""
+        rows: list[dict] = []
+        for chunk in chunks(ids, READ_IDS_CHUNK):
+            self.api_calls += 1
+            listed = ", ".join(quote(i) for i in chunk)
+            rows += self.client.query(f"SELECT * FROM {entity} WHERE Id IN ({listed})").get(
+                entity, []
+            )
+        return rows
+
+    def read_all(self, entity: str, where: str = "") -> list[dict]:
+        """Every object of ``entity`` matching ``where`` (paged by the client, 1,000 a page)."""
+        rows = list(self.client.query_all(entity, where))
+        self.api_calls += 1 + len(rows) // QUERY_MAX_RESULTS
+        return rows
+
+    def read_list(self, entity: str) -> list[dict]:
+        """Every entry of a name list (``Customer``, ``Item``), inactive ones included."""
+        return self.read_all(entity, WITH_INACTIVE)
+
+    def changes(
+        self,
+        entities: list[str],
+        cursor: datetime | None,
+        *,
+        now: datetime,
+        invoices_from: date | None = None,
+    ) -> dict[str, list[dict]]:
+        """{entity: objects changed since ``cursor``}, deletions as ``{"Id", "status":
+        "Deleted"}``: from the change feed (CDC) while the cursor is within its 30 days,
+        otherwise (or with no cursor) a full read, of invoices dated ``invoices_from`` on."""
+        if cursor is not None and now - cursor <= CDC_SAFE_LOOKBACK:
+            self.api_calls += 1
+            return self.client.cdc(entities, cursor - CURSOR_OVERLAP)
+        changes = {}
+        for entity in entities:
+            where = ""
+            if entity in NAME_LISTS:
+                where = WITH_INACTIVE
+            if entity == "Invoice" and invoices_from:
+                where = f"TxnDate >= '{invoices_from.isoformat()}'"
+            changes[entity] = self.read_all(entity, where)
+        return changes
+
+    def find_by_names(self, entity: str, name_field: str, names: list[str]) -> dict[str, dict]:
+        """Objects whose ``name_field`` is one of ``names``, keyed by lower-cased name.
+
+        One query per name, sent in batches of 30. Raises the first item's fault, if any.
+        """
+        statements = [
+            {"query": f"SELECT * FROM {entity} WHERE {name_field} = {quote(name)}"}
+            for name in sorted(set(names))
+        ]
+        found: dict[str, dict] = {}
+        for chunk in chunks(statements):
+            self.api_calls += 1
+            for result in self.client.batch(chunk):
+                if isinstance(result, Exception):
+                    raise result
+                for obj in result.get(entity) or []:
+                    found[obj.get(name_field, "").lower()] = obj
+        return found
+
+    # --- writes ------------------------------------------------------------------------
+
+    def write_batch(
+        self, entity: str, writes: list[tuple[str, dict]], *, request_id: str
+    ) -> list[dict | QBOError]:
+        """Send one batch of at most 30 ``(operation, body)`` writes with ``request_id``.
+
+        Returns one result per write, in order: the saved object or that write's own fault.
+        Sending the same writes with the same ``request_id`` again returns the first answer
+        without writing twice. Raises ``QBOError`` when the whole request fails
+        (``ConnectionFailedError`` with ``uncertain`` when its answer was lost).
+        """
+        if len(writes) > BATCH_MAX_ITEMS:
+            raise ValueError(f"a batch holds at most {BATCH_MAX_ITEMS} writes")
+        self.api_calls += 1
+        items = [{"operation": op, "entity": entity, "body": body} for op, body in writes]
+        return self.client.batch(items, request_id=request_id)
+
+    def update(self, entity: str, body: dict) -> dict:
+        """A sparse update of one object (``Id`` and ``SyncToken`` in ``body``)."""
+        self.api_calls += 1
+        return self.client.update(entity, body)

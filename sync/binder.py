@@ -1,0 +1,195 @@
+"""The binder: bindings (``SyncRecord``) between portal records and QuickBooks objects.
+
+It loads the customer and item bindings of a connection once per run, finds a binding by
+portal id or by QuickBooks id, and records each binding's fate: bound and settled (synced,
+with QuickBooks' Id and SyncToken and what both sides agreed on), failed (with the reason
+and, when the error may pass, the next retry), or skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from integrations.models import Connection
+from integrations.quickbooks.errors import error_fields
+from sync.models import SyncRecord
+from sync.runlog import RunLog
+
+S = SyncRecord.Status
+# Retry schedule for failed records whose failure may pass (throttling, outages): minutes.
+RETRY_BACKOFF_MINUTES = (1, 5, 15, 60, 240)
+NO_ERROR = {"error_code": "", "error_element": "", "intuit_tid": ""}
+
+
+def retry_at(attempts: int):
+    """When a record failed ``attempts`` times by a passing error is due again."""
+    step = RETRY_BACKOFF_MINUTES[min(attempts, len(RETRY_BACKOFF_MINUTES)) - 1]
+    return timezone.now() + timedelta(minutes=step)
+
+
+class Binder:
+    """The bindings of one connection during one run (dry runs write nothing)."""
+
+    def __init__(self, *, connection: Connection, log: RunLog, dry_run: bool = False):
+        self.connection = connection
+        self.log = log
+        self.dry_run = dry_run
+        self._by_local: dict[tuple[str, int], SyncRecord] = {}
+        self._by_qbo: dict[tuple[str, str], SyncRecord] = {}
+        self._qbo_ids: dict[str, dict[int, str]] = {}
+        for record in SyncRecord.objects.filter(
+            connection=connection, object_type__in=["customer", "item"]
+        ).select_related("customer", "item"):
+            self.remember(record)
+
+    # --- looking up --------------------------------------------------------------------
+
+    def remember(self, record: SyncRecord) -> None:
+        """Keep ``record`` findable by portal id and by QuickBooks id for this run."""
+        self._qbo_ids = {}
+        local_id = record.customer_id or record.item_id or record.invoice_id
+        self._by_local[(record.object_type, local_id)] = record
+        if record.qbo_id:
+            self._by_qbo[(record.object_type, record.qbo_id)] = record
+
+    def get(self, kind: str, local_id: int) -> SyncRecord | None:
+        return self._by_local.get((kind, local_id))
+
+    def by_qbo(self, kind: str, qbo_id: str) -> SyncRecord | None:
+        return self._by_qbo.get((kind, str(qbo_id)))
+
+    def qbo_id(self, kind: str, local_id: int) -> str:
+        """The QuickBooks id bound to a portal record, or ""."""
+        record = self.get(kind, local_id)
+        return record.qbo_id if record is not None else ""
+
+    def qbo_ids(self, kind: str) -> dict[int, str]:
+        """{portal id: QuickBooks id} of every bound record of ``kind``."""
+        ids = self._qbo_ids.get(kind)
+        if ids is None:
+            ids = {
+                local_id: record.qbo_id
+                for (k, local_id), record in self._by_local.items()
+                if k == kind and record.qbo_id
+            }
+            self._qbo_ids[kind] = ids
+        return ids
+
+    def names_by_qbo(self, kind: str) -> dict[str, str]:
+        """{QuickBooks id: portal name}, to name records in QuickBooks' messages."""
+        return {
+            qbo_id: str(record.local_object)
+            for (k, qbo_id), record in self._by_qbo.items()
+            if k == kind and record.local_object is not None
+        }
+
+    def invoice_records(self, invoice_ids: list[int]) -> dict[int, SyncRecord]:
+        """{invoice id: binding} for these portal invoices."""
+        return {
+            r.invoice_id: r
+            for r in SyncRecord.objects.filter(
+                connection=self.connection, object_type="invoice", invoice_id__in=invoice_ids
+            )
+        }
+
+    # --- recording fates ---------------------------------------------------------------
+
+    def new(self, kind: str, local, *, save: bool = True) -> SyncRecord:
+        """A new pending binding for portal record ``local`` of ``kind``."""
+        record = SyncRecord(connection=self.connection, object_type=kind, status=S.PENDING)
+        setattr(record, kind, local)
+        if save and not self.dry_run:
+            record.save()
+        self.remember(record)
+        return record
+
+    def settle(
+        self,
+        record: SyncRecord,
+        obj: dict,
+        *,
+        agreed: dict | None,
+        pushed: bool,
+        number: str | None = None,
+    ) -> None:
+        """A write or read succeeded: keep QuickBooks' Id and SyncToken (and DocNumber as
+        ``number``), what both sides agree on, and mark the binding synced."""
+        record.qbo_id = str(obj.get("Id", record.qbo_id))
+        record.sync_token = str(obj.get("SyncToken", record.sync_token))
+        if number is not None:
+            record.qbo_doc_number = number
+        record.status = S.SYNCED
+        record.details = ""
+        record.error_code = record.error_element = record.intuit_tid = ""
+        record.uncertain = False
+        record.request_id = ""
+        record.attempts = 0
+        record.next_retry_at = None
+        record.conflict_portal = record.conflict_qbo = None
+        if agreed is not None:
+            record.agreed = agreed
+        if pushed:
+            record.last_pushed_at = timezone.now()
+        else:
+            record.last_pulled_at = timezone.now()
+        record.save()
+        self.remember(record)
+
+    def fail(self, record: SyncRecord, reason: str, *, error: Exception | None = None) -> None:
+        """Mark ``record`` failed with ``reason``; retried on the backoff schedule when
+        ``error`` may pass (throttling, outages), otherwise when staff retry it."""
+        self.log.outcome.failed += 1
+        label = record.label
+        self.log.event(record, "failed", f"{label}: {reason}", level="error")
+        if self.dry_run:
+            self.log.plan(f"fail {label}: {reason}")
+            return
+        record.status = S.FAILED
+        record.details = reason
+        record.attempts += 1
+        retryable = bool(error is not None and getattr(error, "retryable", False))
+        record.next_retry_at = retry_at(record.attempts) if retryable else None
+        for key, value in (error_fields(error) if error else NO_ERROR).items():
+            setattr(record, key, value)
+        record.save()
+        self.remember(record)
+
+    def skip(self, record: SyncRecord, reason: str) -> None:
+        """Nothing to send for ``record``, for ``reason``."""
+        self.log.outcome.skipped += 1
+        self.log.event(record, "skipped", f"{record.label}: {reason}")
+        if not self.dry_run:
+            record.status = S.SKIPPED
+            record.details = reason
+            record.save()
+
+    def mark_deleted(self, record: SyncRecord, details: str) -> None:
+        """QuickBooks deleted the object: both sides agree it is void, and no old create of
+        it may ever be replayed."""
+        record.status = S.SYNCED
+        record.details = details
+        record.request_id = ""
+        record.agreed = {**(record.agreed or {}), "void": True}
+        record.last_pulled_at = timezone.now()
+        record.save()
+
+    def mark_uncertain(self, record: SyncRecord, reason: str) -> None:
+        """A create was sent and its answer lost: a later run replays its requestid."""
+        record.uncertain = True
+        record.status = S.PENDING
+        record.details = reason
+        record.save()
+        self.log.event(record, "uncertain", f"{record.label}: {reason}", level="warning")
+
+    def claim(self, record: SyncRecord, request_ref: str) -> None:
+        """Store the requestid a create is about to be sent with, before it is sent, so a
+        lost answer can be replayed with the same requestid."""
+        record.request_id = request_ref
+        record.status = S.PENDING
+        if record.pk is None:
+            record.save()
+            self.remember(record)
+        else:
+            record.save(update_fields=["request_id", "status", "updated_at"])

@@ -1,0 +1,188 @@
+"""Invoices: mapped through the field mapping, checked against QuickBooks' rules before any
+request, sent with their customer and items bound first, and written back into the portal
+(``sync.entities.invoice_local``) when QuickBooks' version wins."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch
+
+from portal.models import Invoice, InvoiceLine
+from sync.entities.base import EntityAdapter
+from sync.entities.invoice_local import LocalInvoiceWriter, parse_date
+from sync.fieldmap import CUSTOM_FIELD_MAX, CUSTOM_PREFIX, CUSTOMER_MEMO_MAX, DOC_NUMBER_MAX
+from sync.mappers import invoice as mapper
+from sync.models import SyncConfiguration, SyncRecord
+
+# Invoice fields QuickBooks fills in itself when left empty (qbo-api.md section 8, Invoice).
+SERVER_FILLED = ("due_date", "billing_email", "issue_date", "number")
+
+
+def lines_prefetch(path: str) -> Prefetch:
+    """Invoice lines with their item and tax rate, for ``prefetch_related``."""
+    return Prefetch(path, queryset=InvoiceLine.objects.select_related("item", "tax_rate"))
+
+
+def invoices_for_push(*, config: SyncConfiguration, invoice_ids: list[int] | None) -> list[Invoice]:
+    """Portal invoices the sync looks at (on or after the first invoice date), in id order,
+    with customer, lines, items and tax rates loaded; only ``invoice_ids`` when given."""
+    qs = Invoice.objects.select_related("customer").prefetch_related(lines_prefetch("lines"))
+    if config.first_invoice_date:
+        qs = qs.filter(issue_date__gte=config.first_invoice_date)
+    if invoice_ids is not None:
+        qs = qs.filter(pk__in=invoice_ids)
+    return list(qs.order_by("pk"))
+
+
+class InvoiceAdapter(EntityAdapter):
+    kind = "invoice"
+    qbo_entity = "Invoice"
+    model = Invoice
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.local = LocalInvoiceWriter(ctx, self)
+
+    # --- mapping ---------------------------------------------------------------------------
+
+    def neutral_local(self, invoice: Invoice) -> dict:
+        binder = self.ctx.binder
+        return mapper.invoice_neutral_local(
+            invoice,
+            self.ctx.mapping,
+            tax_codes=self.ctx.tax_codes,
+            customer_ids=binder.qbo_ids("customer"),
+            item_ids=binder.qbo_ids("item"),
+        )
+
+    def neutral_qbo(self, obj: dict) -> dict:
+        return mapper.invoice_neutral_qbo(obj, self.ctx.mapping)
+
+    def remote_number(self, obj: dict) -> str:
+        return obj.get("DocNumber", "") or ""
+
+    def dependency_ids(self, invoice: Invoice) -> tuple[str, dict[str, str]] | None:
+        """(customer's QuickBooks id, {neutral item: QuickBooks id}); None while unbound."""
+        binder = self.ctx.binder
+        customer_id = binder.qbo_id("customer", invoice.customer_id)
+        if not customer_id:
+            return None
+        item_ids = {}
+        for line in invoice.lines.all():
+            qbo_id = binder.qbo_id("item", line.item_id)
+            if not qbo_id:
+                return None
+            item_ids[f"qbo:{qbo_id}"] = qbo_id
+            item_ids[f"name:{line.item.name}"] = qbo_id
+        return customer_id, item_ids
+
+    def body(self, invoice: Invoice, record: SyncRecord | None = None) -> dict | None:
+        """The QuickBooks body for ``invoice`` (an update when ``record`` is bound); None
+        while its customer or items are not in QuickBooks."""
+        ids = self.dependency_ids(invoice)
+        if ids is None:
+            return None
+        body = mapper.invoice_to_qbo(
+            self.neutral_local(invoice), self.ctx.mapping, customer_id=ids[0], item_ids=ids[1]
+        )
+        if record is not None and record.qbo_id:
+            body.update({"Id": record.qbo_id, "SyncToken": record.sync_token})
+        return body
+
+    # --- checks ----------------------------------------------------------------------------
+
+    def preflight(self, invoice: Invoice, neutral: dict) -> str:
+        """What QuickBooks would refuse, in plain words with the fix; "" when fine."""
+        mapping = self.ctx.mapping
+        to_doc_number = mapping.to_qbo("number") and mapping.qbo_field("number") == "DocNumber"
+        if to_doc_number and len(invoice.number) > DOC_NUMBER_MAX:
+            return (
+                f"Invoice number {invoice.number!r} has {len(invoice.number)} characters; "
+                f"QuickBooks allows at most {DOC_NUMBER_MAX} in DocNumber. Shorten the "
+                "number, then retry."
+            )
+        lines = list(invoice.lines.all())
+        if not lines:
+            return (
+                "The invoice has no lines; QuickBooks needs at least one. Add a line, then retry."
+            )
+        tax_codes = self.ctx.tax_codes
+        unmapped = sorted(
+            {
+                line.tax_rate.name
+                for line in lines
+                if line.tax_rate_id and line.tax_rate_id not in tax_codes
+            }
+        )
+        if unmapped:
+            return (
+                f"Tax rate {', '.join(unmapped)} is not mapped to a QuickBooks tax code, so the "
+                "invoice was not sent (it would have gone untaxed). Map it on the Mapping > Tax "
+                "tab, then retry."
+            )
+        if len({tax_codes[line.tax_rate_id] for line in lines if line.tax_rate_id}) > 1:
+            return (
+                "The lines use tax rates mapped to different QuickBooks tax codes; a US "
+                "QuickBooks invoice carries one sales tax code. Use one tax rate per invoice "
+                "(or map them to one combined code), then retry."
+            )
+        for name in mapping.mapped:
+            if mapping.qbo_field(name).startswith(CUSTOM_PREFIX) and mapping.to_qbo(name):
+                value = neutral.get(name) or ""
+                if len(value) > CUSTOM_FIELD_MAX:
+                    return (
+                        f"{name.replace('_', ' ').capitalize()} {value!r} is longer than the "
+                        f"{CUSTOM_FIELD_MAX} characters a QuickBooks custom field holds. "
+                        "Shorten it, then retry."
+                    )
+        if len(invoice.customer_memo) > CUSTOMER_MEMO_MAX:
+            return "The customer memo is longer than QuickBooks' 1000 characters. Shorten it."
+        customers, items = self.ctx.adapter("customer"), self.ctx.adapter("item")
+        return customers.preflight(invoice.customer) or next(
+            (items.preflight(line.item) for line in lines if items.preflight(line.item)), ""
+        )
+
+    # --- agreement -------------------------------------------------------------------------
+
+    def agreed_after_push(self, record: SyncRecord, obj: dict) -> dict:
+        """What both sides agree on after a push.
+
+        QuickBooks fills some fields the portal left empty (DueDate from the terms, BillEmail
+        from the customer). For fields that flow back, its value is taken into the portal at
+        once, so neither side sees the other's default as a change; otherwise what was sent is
+        what both agree on.
+        """
+        mapping = self.ctx.mapping
+        theirs = self.neutral_qbo(obj)
+        invoice = record.invoice
+        sent = mapping.project(self.neutral_local(invoice), "to")
+        absorbed = {}
+        if self.ctx.config.two_way and not theirs.get("void"):
+            for name in SERVER_FILLED:
+                if (
+                    name in theirs
+                    and mapping.from_qbo(name)
+                    and theirs[name] != sent.get(name)
+                    and theirs[name] not in (None, "")
+                ):
+                    absorbed[name] = theirs[name]
+        if absorbed:
+            values = {
+                name: parse_date(value) if name.endswith("_date") else value
+                for name, value in absorbed.items()
+            }
+            Invoice.objects.filter(pk=invoice.pk).update(**values)
+            for name, value in values.items():
+                setattr(invoice, name, value)
+        return {**theirs, **sent, **absorbed}
+
+    def agreed_after_pull(self, record: SyncRecord, invoice: Invoice, theirs: dict) -> dict:
+        """What both sides agree on after QuickBooks' version was written into the portal:
+        QuickBooks' values for the fields that flow back, the earlier agreement (or the
+        portal's value) for the others."""
+        agreed_old = record.agreed or {}
+        ours_after = self.neutral_local(invoice)
+        from_qbo = self.ctx.mapping.project(theirs, "from")
+        return {
+            name: theirs[name] if name in from_qbo else agreed_old.get(name, ours_after.get(name))
+            for name in set(theirs) | set(ours_after)
+        }

@@ -1,0 +1,396 @@
+"""The exporter: portal changes out to QuickBooks.
+
+Dependencies first (customers and items are matched by name or created), then each invoice is
+checked (preflight), mapped and written in batches; every write's binding is claimed with its
+batch's ``requestid`` before it is sent, and settled or failed from the answer. A write whose
+answer was lost stays pending and *uncertain*; ``replay_uncertain`` sends the same batch with
+the same ``requestid`` on the next run, so it settles without a duplicate.
+
+Updates QuickBooks refuses as stale (an old SyncToken) are not resolved here: they are handed
+back to the caller, which lets the importer compare both versions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from django.utils import timezone
+
+from integrations.quickbooks.backend import batch_ref, chunks, new_request_id, parse_batch_ref
+from integrations.quickbooks.errors import (
+    ConnectionFailedError,
+    NotFoundError,
+    QBOError,
+    ReconnectRequired,
+    StaleObjectError,
+    describe,
+)
+from portal.models import Invoice
+from sync.context import SyncContext
+from sync.entities.base import EntityAdapter, NameListAdapter
+from sync.entities.invoice import invoices_for_push, lines_prefetch
+from sync.mappers.invoice import qbo_is_void
+from sync.models import SyncRecord
+
+S = SyncRecord.Status
+NOT_READY = "Its customer or items are not in QuickBooks yet; retry."
+# (binding, portal record, operation, body)
+Write = tuple[SyncRecord, object, str, dict]
+Pair = tuple[SyncRecord, Invoice]
+
+
+class Exporter:
+    def __init__(self, ctx: SyncContext):
+        self.ctx = ctx
+        self.log = ctx.log
+        self.binder = ctx.binder
+        self.invoices = ctx.adapter("invoice")
+
+    # --- invoices --------------------------------------------------------------------------
+
+    def push_invoices(self, *, invoice_ids: list[int] | None = None, force: bool = False):
+        """Push new and changed invoices (or just ``invoice_ids``; ``force`` sends them even
+        when unchanged or held). Returns the (binding, invoice) pairs QuickBooks refused as
+        stale, for the importer to compare."""
+        invoices = invoices_for_push(config=self.ctx.config, invoice_ids=invoice_ids)
+        records = self.binder.invoice_records([inv.pk for inv in invoices])
+        to_write: list[Pair] = []
+        voids: list[Pair] = []
+        for invoice in invoices:
+            record = records.get(invoice.pk)
+            if self._waits(record, retry_now=invoice_ids is not None, force=force):
+                continue
+            neutral = self.invoices.neutral_local(invoice)
+            if record is not None and record.qbo_id:
+                agreed = record.agreed or {}
+                sent = self.ctx.mapping.project(neutral, "to")
+                unchanged = sent == self.ctx.mapping.project(agreed, "to")
+                if (unchanged and record.status in (S.SYNCED, S.SKIPPED) and not force) or (
+                    neutral["void"] and agreed.get("void")
+                ):
+                    self.log.outcome.unchanged += 1
+                elif neutral["void"]:
+                    voids.append((record, invoice))
+                else:
+                    self._check(record, invoice, neutral, to_write)
+                continue
+            if neutral["void"]:
+                if record is None or record.status != S.SKIPPED:
+                    record = record or self.binder.new("invoice", invoice)
+                    self.binder.skip(
+                        record, "Void in the portal and never sent to QuickBooks; nothing to send."
+                    )
+                continue
+            # Saved when it is first written (with its requestid), one query instead of two.
+            record = record or self.binder.new("invoice", invoice, save=False)
+            self._check(record, invoice, neutral, to_write)
+        # Creates, then updates, then voids.
+        to_write.sort(key=lambda pair: bool(pair[0].qbo_id))
+        self.log.progress(total=len(to_write) + len(voids))
+        writes = self._bodies(to_write)
+        writes += [
+            (r, inv, "void", {"Id": r.qbo_id, "SyncToken": r.sync_token}) for r, inv in voids
+        ]
+        stale = []
+        for record, invoice, result in self.write_batch(writes, self.invoices):
+            if self._settle_invoice(record, invoice, result):
+                stale.append((record, invoice))
+            self.log.progress(done=1)
+        return stale
+
+    def _waits(self, record: SyncRecord | None, *, retry_now: bool, force: bool) -> bool:
+        """Whether a binding is not pushed now: uncertain (the replay settles it), held for
+        review (unless forced), or failed and not due yet (unless asked for by id)."""
+        if record is None:
+            return False
+        if record.uncertain:
+            return True
+        if record.status == S.CONFLICT and not force:
+            return True
+        return bool(
+            record.status == S.FAILED
+            and record.next_retry_at
+            and record.next_retry_at > timezone.now()
+            and not retry_now
+        )
+
+    def _check(self, record, invoice, neutral, to_write: list[Pair]) -> None:
+        reason = self.invoices.preflight(invoice, neutral)
+        if reason:
+            self.binder.fail(record, reason)
+        else:
+            to_write.append((record, invoice))
+
+    def _bodies(self, pairs: list[Pair]) -> list[Write]:
+        """Bind the invoices' customers and items, then build each invoice's body."""
+        try:
+            blocked = self.ensure_dependencies([inv for _, inv in pairs])
+        except ReconnectRequired:
+            raise
+        except QBOError as exc:
+            # QuickBooks could not be asked about customers and items (an outage,
+            # throttling): every invoice waiting on them says so and is retried on the
+            # backoff schedule.
+            for record, _invoice in pairs:
+                self.binder.fail(record, describe(exc), error=exc)
+            self.log.progress(done=len(pairs))
+            return []
+        writes: list[Write] = []
+        for record, invoice in pairs:
+            operation = "update" if record.qbo_id else "create"
+            body = None if invoice.pk in blocked else self.invoices.body(invoice, record)
+            if body is None and self.ctx.dry_run and invoice.pk not in blocked:
+                writes.append((record, invoice, operation, {}))
+            elif body is None:
+                self.binder.fail(record, blocked.get(invoice.pk, NOT_READY))
+                self.log.progress(done=1)
+            else:
+                writes.append((record, invoice, operation, body))
+        return writes
+
+    def _settle_invoice(self, record: SyncRecord, invoice: Invoice, result) -> bool:
+        """Record one invoice write's answer; True when QuickBooks refused it as stale."""
+        if result is None:  # dry run
+            return False
+        if isinstance(result, StaleObjectError):
+            return True
+        if isinstance(result, NotFoundError) and record.qbo_id:
+            self.binder.fail(
+                record,
+                "The invoice no longer exists in QuickBooks (deleted there). It was not "
+                "re-created; void it in the portal or clear its link and retry.",
+                error=result,
+            )
+            return False
+        if isinstance(result, Exception):
+            names = {**self.binder.names_by_qbo("customer"), **self.binder.names_by_qbo("item")}
+            reason = describe(result, kind="invoice", number=invoice.number, id_names=names)
+            self.binder.fail(record, reason, error=result)
+            return False
+        if not record.qbo_id:
+            self.log.outcome.created += 1
+            self.log.event(
+                record,
+                "created",
+                f"Invoice {invoice.number} created in QuickBooks "
+                f"(no. {result.get('DocNumber', '')}).",
+            )
+        else:
+            self.log.outcome.updated += 1
+            verb = "voided" if qbo_is_void(result) else "updated"
+            self.log.event(record, verb, f"Invoice {invoice.number} {verb} in QuickBooks.")
+        self._settle_write(self.invoices, record, result)
+        self.invoices.local.apply_payments(invoice, result)
+        return False
+
+    def _settle_write(self, adapter: EntityAdapter, record: SyncRecord, obj: dict) -> None:
+        """QuickBooks saved ``obj`` from the portal's write: bind and agree on it."""
+        agreed = adapter.agreed_after_push(record, obj)
+        self.binder.settle(
+            record, obj, agreed=agreed, pushed=True, number=adapter.remote_number(obj)
+        )
+
+    def push_updates(self, pairs: list[Pair]) -> None:
+        """Send the portal's version of invoices the importer decided to push (the portal
+        won a conflict, or changed while QuickBooks only moved the SyncToken). A second stale
+        answer is not chased: the next sync compares again."""
+        for record, invoice in pairs:
+            body = self.invoices.body(invoice, record)
+            if body is None:
+                self.ensure_dependencies([invoice])
+                body = self.invoices.body(invoice, record)
+            if body is None:
+                self.binder.fail(record, NOT_READY)
+                continue
+            if self.ctx.dry_run:
+                self.log.plan(f"update invoice {invoice.number}")
+                continue
+            try:
+                result = self.ctx.backend.update("Invoice", body)
+            except ReconnectRequired:
+                raise
+            except StaleObjectError:
+                self.binder.fail(
+                    record,
+                    "QuickBooks changed the invoice again while it was being saved; "
+                    "it will be compared on the next sync.",
+                )
+                continue
+            except QBOError as exc:
+                result = exc
+            self._settle_invoice(record, invoice, result)
+
+    # --- customers and items ---------------------------------------------------------------
+
+    def ensure_dependencies(self, invoices: list[Invoice]) -> dict[int, str]:
+        """Make sure every customer and item the invoices use is bound to QuickBooks.
+
+        Returns {invoice id: reason} for invoices whose customer or items could not be made
+        ready. Raises ``QBOError`` when QuickBooks could not be asked.
+        """
+        customers = {inv.customer_id: inv.customer for inv in invoices}
+        items = {line.item_id: line.item for inv in invoices for line in inv.lines.all()}
+        problems_c = self.ensure(self.ctx.adapter("customer"), customers)
+        problems_i = self.ensure(self.ctx.adapter("item"), items)
+        blocked: dict[int, str] = {}
+        for inv in invoices:
+            reasons = [problems_c.get(inv.customer_id)]
+            reasons += [problems_i.get(line.item_id) for line in inv.lines.all()]
+            reason = next((r for r in reasons if r), None)
+            if reason:
+                blocked[inv.pk] = reason
+        return blocked
+
+    def ensure(self, adapter: NameListAdapter, locals_: dict[int, object]) -> dict[int, str]:
+        """Bind each unbound record to the QuickBooks one of the same name, or create it.
+
+        Returns {portal id: reason} for the records that could not be bound.
+        """
+        kind = adapter.kind
+        problems: dict[int, str] = {}
+        missing = {}
+        for local_id, local in locals_.items():
+            if self.binder.qbo_id(kind, local_id):
+                continue
+            reason = adapter.preflight(local)
+            if reason:
+                problems[local_id] = reason
+            else:
+                missing[local_id] = local
+        if not missing:
+            return problems
+        found = self.lookup_by_name(kind, list(missing.values()))
+        to_create = []
+        for local_id, local in missing.items():
+            name = adapter.label(local)
+            record = self.binder.get(kind, local_id) or self.binder.new(kind, local)
+            obj = found.get(name.lower())
+            if obj is not None:
+                self.log.event(record, "linked", f"{name} matched by name in QuickBooks.")
+                if not self.ctx.dry_run:
+                    self.binder.settle(record, obj, agreed=adapter.neutral_qbo(obj), pushed=False)
+                else:
+                    record.qbo_id = obj["Id"]
+                    self.binder.remember(record)
+                continue
+            reason = adapter.create_preflight(local)
+            if not adapter.may_create():
+                reason = (
+                    f"The {kind} {name} is not in QuickBooks and creating {kind}s "
+                    f"automatically is off: create it in QuickBooks, or turn on "
+                    f"'auto create {kind}s' on the Configuration tab."
+                )
+            if reason:
+                problems[local_id] = reason
+                self.binder.fail(record, reason)
+                continue
+            to_create.append((record, local, "create", adapter.body(local)))
+        for record, local, result in self.write_batch(to_create, adapter):
+            name = adapter.label(local)
+            if isinstance(result, Exception):
+                reason = describe(result, kind=kind, name=name)
+                problems[local.pk] = (
+                    f"The {kind} {name} could not be created in QuickBooks: {reason}"
+                )
+                self.binder.fail(record, reason, error=result)
+            elif result is not None:
+                self.log.outcome.created += 1
+                self.log.event(record, "created", f"Created {kind} {name} in QuickBooks.")
+                self._settle_write(adapter, record, result)
+        return problems
+
+    def push_list(self, adapter: NameListAdapter) -> None:
+        """Bind every active portal record of a name list (the items quick sync)."""
+        local = {obj.pk: obj for obj in adapter.model.objects.filter(active=True)}
+        self.log.progress(total=len(local))
+        self.ensure(adapter, local)
+        self.log.progress(done=len(local))
+
+    def lookup_by_name(self, kind: str, locals_: list) -> dict[str, dict]:
+        """QuickBooks objects of ``kind`` named as ``locals_``, keyed by lower-cased name."""
+        adapter = self.ctx.adapter(kind)
+        return self.ctx.backend.find_by_names(
+            adapter.qbo_entity, adapter.qbo_name_field, [adapter.label(x) for x in locals_]
+        )
+
+    # --- batched writes --------------------------------------------------------------------
+
+    def write_batch(self, writes: list[Write], adapter: EntityAdapter) -> Iterator:
+        """Send ``writes`` in batches; yields (binding, record, saved object, fault or None).
+
+        Each create's binding is claimed with its batch's requestid and position before the
+        batch is sent; a dry run only plans.
+        """
+        for chunk in chunks(writes):
+            if self.ctx.dry_run:
+                for _record, local, operation, _body in chunk:
+                    self.log.plan(f"{operation} {adapter.kind} {adapter.label(local)}")
+                    yield _record, local, None
+                continue
+            request_id = new_request_id()
+            for position, (record, _local, operation, _body) in enumerate(chunk):
+                if operation == "create":
+                    self.binder.claim(record, batch_ref(request_id, position))
+            yield from self._send(chunk, adapter, request_id=request_id)
+
+    def _send(self, chunk: list[Write], adapter: EntityAdapter, *, request_id: str):
+        writes = [(operation, body) for _r, _l, operation, body in chunk]
+        try:
+            results = self.ctx.backend.write_batch(
+                adapter.qbo_entity, writes, request_id=request_id
+            )
+        except ConnectionFailedError as exc:
+            reason = describe(exc, kind=adapter.kind)
+            for record, local, operation, _body in chunk:
+                if operation == "create":
+                    self.binder.mark_uncertain(record, reason)
+                else:
+                    yield record, local, exc
+            return
+        except ReconnectRequired:
+            raise
+        except QBOError as exc:
+            for record, local, _operation, _body in chunk:
+                yield record, local, exc
+            return
+        for (record, local, _operation, _body), result in zip(chunk, results, strict=True):
+            yield record, local, result
+
+    def replay_uncertain(self) -> None:
+        """Settle creates whose answer never came, by sending their batch again with the same
+        ``requestid`` (QuickBooks answers with the first result, writing nothing twice)."""
+        groups: dict[str, list[tuple[int, SyncRecord]]] = defaultdict(list)
+        for record in (
+            SyncRecord.objects.filter(connection=self.ctx.connection, uncertain=True)
+            .exclude(request_id="")
+            .select_related("invoice__customer", "customer", "item")
+            .prefetch_related(lines_prefetch("invoice__lines"))
+        ):
+            request_id, position = parse_batch_ref(record.request_id)
+            groups[request_id].append((position, record))
+        for request_id, members in groups.items():
+            members.sort(key=lambda pair: pair[0])
+            adapter = self.ctx.adapter(members[0][1].object_type)
+            chunk = []
+            for _position, record in members:
+                local = record.local_object
+                body = adapter.body(local)
+                if body is not None:
+                    chunk.append((record, local, "create", body))
+            if self.ctx.dry_run:
+                for record, *_ in chunk:
+                    self.log.plan(f"settle {record.object_type} {record.label}")
+                continue
+            for record, local, result in self._send(chunk, adapter, request_id=request_id):
+                if isinstance(result, Exception):
+                    self.binder.fail(record, describe(result, kind=adapter.kind), error=result)
+                    continue
+                self.log.event(
+                    record,
+                    "settled",
+                    f"{adapter.label(local)}: the earlier write was confirmed by replaying "
+                    "its request; no duplicate was made.",
+                )
+                self.log.outcome.created += 1
+                self._settle_write(adapter, record, result)

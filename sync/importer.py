@@ -1,0 +1,344 @@
+"""The importer: QuickBooks changes into the portal (two-way only).
+
+It reads the change feed from the configuration's cursor (or everything, the first time or
+past the feed's 30 days), skips what is already up to date, and applies the rest through the
+adapters, inside ``sync_writing()`` so its writes never echo back as pushes. An invoice that
+changed on both sides goes through the conflict rule (``sync.conflicts``); invoices whose
+portal version must still be sent are returned to the caller for the exporter.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
+from portal.models import Invoice
+from sync import conflicts
+from sync.conflicts import Action
+from sync.context import SyncContext
+from sync.entities.base import NameListAdapter
+from sync.entities.invoice import lines_prefetch
+from sync.entities.invoice_local import LocalApplyError
+from sync.models import SyncConfiguration, SyncRecord
+
+S = SyncRecord.Status
+FEED = ["Customer", "Item", "Invoice", "Payment"]
+HOLD_DETAILS = (
+    "Changed in the portal and in QuickBooks since the last sync. Nothing was "
+    "overwritten: compare both versions and choose which to keep."
+)
+Pair = tuple[SyncRecord, Invoice]
+
+
+class Importer:
+    def __init__(self, ctx: SyncContext):
+        self.ctx = ctx
+        self.log = ctx.log
+        self.binder = ctx.binder
+        self.invoices = ctx.adapter("invoice")
+
+    def pull(self) -> list[Pair]:
+        """Bring QuickBooks' changes in since the cursor, then move the cursor.
+
+        Returns the invoices whose portal version must be sent (for the exporter)."""
+        if not self.ctx.config.two_way:
+            self.log.event(None, "skipped", "One-way sync: nothing is written into the portal.")
+            return []
+        now = timezone.now()
+        config = self.ctx.config
+        changes = self.ctx.backend.changes(
+            FEED, config.pull_cursor, now=now, invoices_from=config.first_invoice_date
+        )
+        self.log.progress(total=sum(len(v) for v in changes.values()))
+        self.import_names(self.ctx.adapter("customer"), changes.get("Customer", []))
+        self.import_names(self.ctx.adapter("item"), changes.get("Item", []))
+        invoices = list(changes.get("Invoice", []))
+        again = {
+            linked["TxnId"]
+            for payment in changes.get("Payment", [])
+            for line in payment.get("Line") or []
+            for linked in line.get("LinkedTxn") or []
+            if linked.get("TxnType") == "Invoice"
+        }
+        # QuickBooks invoices that could not be pulled before are read again.
+        again |= set(
+            SyncRecord.objects.filter(
+                connection=self.ctx.connection, object_type="invoice", invoice__isnull=True
+            ).values_list("qbo_id", flat=True)
+        )
+        again -= {obj.get("Id") for obj in invoices}
+        if again:
+            extra = self.ctx.backend.read_ids("Invoice", sorted(again))
+            self.log.progress(total=len(extra))
+            invoices += extra
+        to_push = self.import_invoices(invoices)
+        self.log.progress(done=len(changes.get("Payment", [])))
+        if not self.ctx.dry_run:
+            SyncConfiguration.objects.filter(pk=config.pk).update(pull_cursor=now, last_pull_at=now)
+        return to_push
+
+    def pull_list(self, adapter: NameListAdapter) -> None:
+        """Read a whole name list (items for the quick sync) and bring it in."""
+        rows = self.ctx.backend.read_list(adapter.qbo_entity)
+        if not self.ctx.config.two_way:
+            self.log.event(
+                None, "skipped", f"One-way sync: QuickBooks {adapter.kind}s are not pulled."
+            )
+            return
+        sellable = [row for row in rows if adapter.sellable(row)]
+        self.log.progress(total=len(sellable))
+        self.import_names(adapter, sellable)
+
+    # --- customers and items ---------------------------------------------------------------
+
+    def import_names(
+        self, adapter: NameListAdapter, objects: list[dict], *, counted: bool = True
+    ) -> None:
+        """Create, link or update portal customers or items from QuickBooks objects.
+
+        ``counted``: the objects are part of the run's announced total (progress)."""
+        kind = adapter.kind
+        for obj in objects:
+            if counted:
+                self.log.progress(done=1)
+            record = self.binder.by_qbo(kind, obj.get("Id"))
+            if obj.get("status") == "Deleted":
+                continue  # name lists are never deleted in QBO, only made inactive
+            neutral = adapter.neutral_qbo(obj)
+            if record is not None and record.sync_token == str(obj.get("SyncToken")):
+                self.log.outcome.unchanged += 1
+                continue
+            if record is not None and record.agreed == neutral:
+                if not self.ctx.dry_run:
+                    self.binder.settle(record, obj, agreed=neutral, pushed=False)
+                self.log.outcome.unchanged += 1
+                continue
+            if self.ctx.dry_run:
+                self.log.plan(f"pull {kind} {neutral['name']}")
+                continue
+            if record is None:
+                local = adapter.find_local(neutral["name"])
+                if local is not None and self.binder.get(kind, local.pk):
+                    self.log.event(
+                        None,
+                        "skipped",
+                        f"QuickBooks {kind} {neutral['name']} has the "
+                        "same name as a portal record already linked to another one.",
+                        level="warning",
+                    )
+                    continue
+                created = local is None
+                local = local or adapter.model()
+                adapter.apply_remote(local, neutral)
+                record = self.binder.get(kind, local.pk) or self.binder.new(kind, local)
+                self.log.outcome.created += created
+                verb = "Created" if created else "Linked"
+                self.log.event(
+                    record, "pulled", f"{verb} {kind} {neutral['name']} from QuickBooks."
+                )
+            else:
+                adapter.apply_remote(record.local_object, neutral)
+                self.log.outcome.updated += 1
+                self.log.event(
+                    record, "pulled", f"Updated {kind} {neutral['name']} from QuickBooks."
+                )
+            self.binder.settle(record, obj, agreed=neutral, pushed=False)
+
+    def local_for_ref(self, kind: str, ref: dict | None):
+        """The portal customer or item a QuickBooks reference points to, read and brought in
+        first when it is not bound yet. Raises ``LocalApplyError`` when it cannot be."""
+        qbo_id = str((ref or {}).get("value", ""))
+        record = self.binder.by_qbo(kind, qbo_id)
+        if record is not None and record.local_object is not None:
+            return record.local_object
+        adapter = self.ctx.adapter(kind)
+        try:
+            obj = self.ctx.backend.read(adapter.qbo_entity, qbo_id)
+        except ReconnectRequired:
+            raise
+        except QBOError as exc:
+            raise LocalApplyError(
+                f"Its {kind} (QuickBooks id {qbo_id}) could not be read: {exc.user_message}"
+            ) from exc
+        self.import_names(adapter, [obj], counted=False)
+        record = self.binder.by_qbo(kind, qbo_id)
+        if record is None or record.local_object is None:
+            raise LocalApplyError(
+                f"Its {kind} {(ref or {}).get('name', qbo_id)} could not be "
+                "matched to a portal record."
+            )
+        return record.local_object
+
+    # --- invoices --------------------------------------------------------------------------
+
+    def import_invoices(self, objects: list[dict]) -> list[Pair]:
+        records = {
+            r.qbo_id: r
+            for r in SyncRecord.objects.filter(
+                connection=self.ctx.connection,
+                object_type="invoice",
+                qbo_id__in=[str(o.get("Id")) for o in objects],
+            )
+            .select_related("invoice__customer")
+            .prefetch_related(lines_prefetch("invoice__lines"))
+        }
+        first_date = self.ctx.config.first_invoice_date
+        to_push: list[Pair] = []
+        for obj in objects:
+            record = records.get(str(obj.get("Id")))
+            self.log.progress(done=1)
+            if obj.get("status") == "Deleted":
+                self.pulled_delete(record)
+            elif record is None or record.invoice_id is None:
+                if not (first_date and obj.get("TxnDate", "") < first_date.isoformat()):
+                    self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
+            elif record.sync_token == str(obj.get("SyncToken")) and record.status == S.SYNCED:
+                self.log.outcome.unchanged += 1
+            else:
+                to_push += self.reconcile(record, record.invoice, obj)
+        return to_push
+
+    def reconcile_stale(self, pairs: list[Pair]) -> list[Pair]:
+        """Invoices QuickBooks refused as stale: read its version and decide by the rule."""
+        to_push: list[Pair] = []
+        for record, invoice in pairs:
+            try:
+                obj = self.ctx.backend.read("Invoice", record.qbo_id)
+            except ReconnectRequired:
+                raise
+            except QBOError as exc:
+                self.binder.fail(record, describe(exc, kind="invoice"), error=exc)
+                continue
+            to_push += self.reconcile(record, invoice, obj)
+        return to_push
+
+    def reconcile(self, record: SyncRecord, invoice: Invoice, obj: dict) -> list[Pair]:
+        """Compare both sides with what they last agreed and act on the difference; returns
+        the invoice when its portal version must be sent."""
+        theirs = self.invoices.neutral_qbo(obj)
+        ours = self.invoices.neutral_local(invoice)
+        decision = conflicts.decide(
+            agreed=record.agreed or {},
+            ours=ours,
+            theirs=theirs,
+            mapping=self.ctx.mapping,
+            rule=self.ctx.config.conflict_rule,
+            held=record.status == S.CONFLICT,
+        )
+        token = str(obj.get("SyncToken", record.sync_token))
+        action = decision.action
+        if action == Action.TAKE_TOKEN:
+            self.log.outcome.unchanged += 1
+            if not self.ctx.dry_run:
+                record.sync_token = token
+                record.save(update_fields=["sync_token", "updated_at"])
+                self.invoices.local.apply_payments(invoice, obj)
+            return [(record, invoice)] if decision.push_after else []
+        if action == Action.PUSH_OURS:
+            self.log.event(
+                record,
+                "conflict",
+                f"Invoice {invoice.number} changed on both sides; the portal wins (conflict rule).",
+                level="warning",
+            )
+            record.sync_token = token
+            return [(record, invoice)]
+        if action == Action.REFRESH_HELD:
+            if not self.ctx.dry_run:
+                record.conflict_portal, record.conflict_qbo = ours, theirs
+                record.sync_token = token
+                record.save()
+            return []
+        if action == Action.HOLD:
+            self.hold(record, invoice, ours, theirs, token)
+            return []
+        if decision.conflict:
+            self.log.event(
+                record,
+                "conflict",
+                f"Invoice {invoice.number} changed on both sides; QuickBooks wins (conflict rule).",
+                level="warning",
+            )
+        self.apply(record, invoice, obj, theirs)
+        return []
+
+    def hold(self, record: SyncRecord, invoice: Invoice, ours, theirs, token: str) -> None:
+        """Keep both versions for staff to choose; nothing is overwritten."""
+        self.log.outcome.conflicts += 1
+        self.log.event(
+            record,
+            "conflict",
+            f"Invoice {invoice.number} changed in the portal and in QuickBooks; held for review.",
+            level="warning",
+        )
+        if self.ctx.dry_run:
+            self.log.plan(f"hold invoice {invoice.number} (conflict)")
+            return
+        record.status = S.CONFLICT
+        record.details = HOLD_DETAILS
+        record.conflict_portal = ours
+        record.conflict_qbo = theirs
+        record.sync_token = token
+        record.save()
+
+    def apply(
+        self, record: SyncRecord | None, invoice: Invoice | None, obj: dict, theirs: dict
+    ) -> None:
+        """Write QuickBooks' version of an invoice into the portal (fields that flow back)."""
+        if self.ctx.dry_run:
+            number = invoice.number if invoice else (obj.get("DocNumber") or f"QBO-{obj['Id']}")
+            self.log.plan(f"pull invoice {number}")
+            return
+        try:
+            with transaction.atomic():
+                invoice, created = self.invoices.local.write(
+                    invoice, obj, theirs, resolve=self.local_for_ref
+                )
+        except LocalApplyError as exc:
+            # Kept as a binding without a portal invoice, so staff see why it is missing and
+            # the next pull reads it again.
+            record = record or SyncRecord(
+                connection=self.ctx.connection,
+                object_type="invoice",
+                qbo_id=str(obj["Id"]),
+                qbo_doc_number=self.invoices.remote_number(obj),
+            )
+            self.binder.fail(record, str(exc))
+            return
+        record = record or self.binder.new("invoice", invoice)
+        if record.invoice_id is None:
+            record.invoice = invoice
+        agreed = self.invoices.agreed_after_pull(record, invoice, theirs)
+        if created:
+            self.log.outcome.created += 1
+            self.log.event(record, "pulled", f"Invoice {invoice.number} created from QuickBooks.")
+        else:
+            self.log.outcome.updated += 1
+            self.log.event(record, "pulled", f"Invoice {invoice.number} updated from QuickBooks.")
+        self.binder.settle(
+            record, obj, agreed=agreed, pushed=False, number=self.invoices.remote_number(obj)
+        )
+        self.invoices.local.apply_payments(invoice, obj)
+
+    def pulled_delete(self, record: SyncRecord | None) -> None:
+        """QuickBooks deleted an invoice: the portal keeps it, void; nothing is re-created."""
+        if record is None or record.invoice is None:
+            self.log.outcome.unchanged += 1
+            return
+        invoice = record.invoice
+        if self.ctx.dry_run:
+            self.log.plan(f"void invoice {invoice.number} (deleted in QuickBooks)")
+            return
+        self.invoices.local.mark_void(invoice)
+        self.log.outcome.updated += 1
+        self.binder.mark_deleted(
+            record,
+            "Deleted in QuickBooks; marked void in the portal (portal records are never "
+            "deleted by a sync).",
+        )
+        self.log.event(
+            record,
+            "pulled",
+            f"Invoice {invoice.number} was deleted in QuickBooks; marked void in the portal.",
+        )

@@ -1,0 +1,126 @@
+"""One sync per company at a time: a lease with a heartbeat.
+
+A run takes its company's lease for ``SYNC_LOCK_LEASE_SECONDS`` and renews it as it goes (the
+run log's heartbeat), so a run longer than the lease keeps it, and a worker that dies frees it
+within one lease. With ``REDIS_URL`` set the lease is a redis-py ``Lock`` (shared by every
+machine); otherwise it is a row claimed by compare-and-swap, which works on SQLite and
+PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.db import IntegrityError
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.models import Connection
+from sync.models import SyncLock
+
+
+class LeaseLost(Exception):
+    """Another run took the company's lease (this run stalled past it); the run stops."""
+
+    user_message = (
+        "The run stopped: it was paused longer than its lock allows and another sync took over. "
+        "Nothing is lost; the next sync goes on from where this one stopped."
+    )
+
+
+def lease_seconds() -> float:
+    return float(getattr(settings, "SYNC_LOCK_LEASE_SECONDS", 300))
+
+
+class DatabaseLease:
+    """The ``SyncLock`` row of a connection, held by ``holder`` until ``expires_at``."""
+
+    def __init__(self, *, connection: Connection, holder: str):
+        self.connection = connection
+        self.holder = holder
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=lease_seconds())
+
+    def acquire(self) -> bool:
+        # Two processes may create the row at once; either way it exists afterwards.
+        with contextlib.suppress(IntegrityError):
+            SyncLock.objects.get_or_create(connection=self.connection)
+        now = timezone.now()
+        return bool(
+            SyncLock.objects.filter(connection=self.connection)
+            .filter(Q(holder="") | Q(expires_at__lt=now) | Q(holder=self.holder))
+            .update(holder=self.holder, expires_at=now + self._lease())
+        )
+
+    def renew(self) -> bool:
+        return bool(
+            SyncLock.objects.filter(connection=self.connection, holder=self.holder).update(
+                expires_at=timezone.now() + self._lease()
+            )
+        )
+
+    def release(self) -> None:
+        SyncLock.objects.filter(connection=self.connection, holder=self.holder).update(
+            holder="", expires_at=None
+        )
+
+
+class RedisLease:
+    """A redis-py ``Lock`` named after the connection, with ``holder`` as its token."""
+
+    def __init__(self, *, connection: Connection, holder: str, url: str):
+        self.holder = holder
+        self._lock = redis.Redis.from_url(url).lock(
+            f"ledgerlink:sync-lock:{connection.pk}", timeout=lease_seconds(), thread_local=False
+        )
+
+    def acquire(self) -> bool:
+        return bool(self._lock.acquire(blocking=False, token=self.holder))
+
+    def renew(self) -> bool:
+        try:
+            return bool(self._lock.reacquire())
+        except redis.exceptions.LockError:
+            return False
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.exceptions.LockError):
+            self._lock.release()
+
+
+class Heartbeat:
+    """Renews a lease at most every fifth of it; raises ``LeaseLost`` when it was taken."""
+
+    def __init__(self, lease: DatabaseLease | RedisLease):
+        self.lease = lease
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last < lease_seconds() / 5:
+            return
+        self._last = now
+        if not self.lease.renew():
+            raise LeaseLost(LeaseLost.user_message)
+
+
+def lease_for(*, connection: Connection, holder: str) -> DatabaseLease | RedisLease:
+    """The company's lease for ``holder``: Redis when ``REDIS_URL`` is set, else the database."""
+    url = getattr(settings, "REDIS_URL", "")
+    if url:
+        return RedisLease(connection=connection, holder=holder, url=url)
+    return DatabaseLease(connection=connection, holder=holder)
+
+
+def lock_acquire(*, connection: Connection, holder: str) -> bool:
+    """Take the company's lease for ``holder``; False when another holder has it."""
+    return lease_for(connection=connection, holder=holder).acquire()
+
+
+def lock_release(*, connection: Connection, holder: str) -> None:
+    lease_for(connection=connection, holder=holder).release()

@@ -1,0 +1,37 @@
+"""What every mapper shares: canonical numbers and money, and how a party is named.
+
+Both sides map into the same *neutral form* (plain JSON values, only the mapped fields), so
+"did this side change since both agreed?" is a dict comparison, and an echo of the sync's own
+write compares equal and is ignored.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from portal.money import round_money
+
+QUANTITY_PLACES = Decimal("0.0001")
+
+
+def number(value) -> str:
+    """A decimal as a canonical string ("3", "0.335", "150"), whatever its source type."""
+    if value is None or value == "":
+        return "0"
+    d = Decimal(str(value)).quantize(QUANTITY_PLACES).normalize()
+    text = format(d, "f")
+    return "0" if text in ("-0", "") else text
+
+
+def money(value) -> str:
+    return format(round_money(Decimal(str(value or 0))), "f")
+
+
+def party(qbo_id: str | None, name: str) -> str:
+    """A customer or item in the neutral form: by QuickBooks id once bound, else by name."""
+    return f"qbo:{qbo_id}" if qbo_id else f"name:{name}"
+
+
+def ref(value: dict | None) -> str:
+    """The neutral party for a QuickBooks reference ``{"value": id, "name": ...}``."""
+    return party(str(value.get("value")), "") if value else ""

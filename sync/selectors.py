@@ -1,0 +1,111 @@
+"""Reads for the admin pages: bindings, runs, their events, conflicts and the dashboard."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.db.models.functions import TruncDate
+
+from integrations.models import Connection
+from portal.models import Invoice, Item
+from sync.models import SyncEvent, SyncRecord, SyncRun, TaxMapping
+
+S = SyncRecord.Status
+
+
+def tax_mapping_codes(*, connection: Connection) -> dict[int, int]:
+    """{portal tax rate id: QuickBooks tax code row id} as mapped for the connection."""
+    return dict(
+        TaxMapping.objects.filter(connection=connection).values_list("tax_rate_id", "tax_code_id")
+    )
+
+
+def items_with_bindings(*, connection: Connection) -> QuerySet[Item]:
+    """Portal items by name, each with ``qbo_records`` (its binding for the connection)."""
+    return Item.objects.order_by("name").prefetch_related(
+        Prefetch(
+            "sync_records",
+            queryset=SyncRecord.objects.filter(connection=connection),
+            to_attr="qbo_records",
+        )
+    )
+
+
+def runs_for(*, connection: Connection) -> QuerySet[SyncRun]:
+    """The connection's runs, newest first."""
+    return SyncRun.objects.filter(connection=connection)
+
+
+def run_started_since(*, connection: Connection, moment: datetime) -> bool:
+    """Whether a run of the connection started at or after ``moment``."""
+    return SyncRun.objects.filter(connection=connection, started_at__gte=moment).exists()
+
+
+def run_get(*, run_id: int) -> SyncRun | None:
+    return SyncRun.objects.select_related("connection").filter(pk=run_id).first()
+
+
+def run_events(*, run: SyncRun) -> QuerySet[SyncEvent]:
+    """A run's events in order, each with its binding and portal record."""
+    return run.events.select_related(
+        "record", "record__invoice", "record__customer", "record__item"
+    )
+
+
+def conflicts_for(*, connection: Connection) -> QuerySet[SyncRecord]:
+    """Bindings held for review, most recent first."""
+    return (
+        SyncRecord.objects.filter(connection=connection, status=S.CONFLICT)
+        .select_related("invoice", "customer", "item")
+        .order_by("-updated_at")
+    )
+
+
+def record_get(*, record_id: int) -> SyncRecord | None:
+    return SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
+
+
+def invoice_status_counts(*, connection: Connection) -> dict[str, int]:
+    """{binding status: invoices}; portal invoices without a binding count as not synced."""
+    records = SyncRecord.objects.filter(connection=connection, object_type="invoice")
+    by_status = dict(records.values_list("status").annotate(n=Count("id")).order_by())
+    unbound = max(0, Invoice.objects.count() - sum(by_status.values()))
+    by_status[S.NOT_SYNCED] = by_status.get(S.NOT_SYNCED, 0) + unbound
+    return by_status
+
+
+def invoices_needing_attention(*, connection: Connection, limit: int = 10) -> list[SyncRecord]:
+    """The latest failed or held invoice bindings."""
+    return list(
+        SyncRecord.objects.filter(
+            connection=connection, object_type="invoice", status__in=[S.FAILED, S.CONFLICT]
+        )
+        .select_related("invoice")
+        .order_by("-updated_at")[:limit]
+    )
+
+
+def last_run(*, connection: Connection) -> SyncRun | None:
+    return SyncRun.objects.filter(connection=connection).order_by("-started_at").first()
+
+
+def events_per_day(
+    *, connection: Connection, since: datetime, actions: list[str]
+) -> list[tuple[date, str, int]]:
+    """(day, action, count) of the connection's events of ``actions`` since ``since``."""
+    return list(
+        SyncEvent.objects.filter(
+            run__connection=connection, created_at__gte=since, action__in=actions
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day", "action")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
+def waiting_for_worker(*, connection: Connection, queued_at: datetime) -> bool:
+    """True while no run has started since a sync was queued at ``queued_at`` (runs are
+    created when the worker picks the task up)."""
+    return not run_started_since(connection=connection, moment=queued_at - timedelta(seconds=1))

@@ -1,0 +1,121 @@
+"""The company's sync lease: one run at a time, kept by a long run, freed by a dead one, and a
+webhook pull that finds a run in progress queued again rather than dropped."""
+
+import ast
+import socket
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_q.models import Schedule
+
+from integrations.models import WebhookEvent
+from sync.locks import RedisLease, lease_for, lock_acquire, lock_release
+from sync.models import SyncRun
+from sync.tasks import pull_realm
+
+LEASE = 1.0
+
+
+@pytest.fixture
+def short_lease(settings):
+    settings.SYNC_LOCK_LEASE_SECONDS = LEASE
+    return LEASE
+
+
+def test_run_longer_than_its_lease_keeps_the_lock_through_the_heartbeat(
+    run_sync, ready, make_invoice, short_lease
+):
+    for n in range(3):
+        make_invoice(number=f"INV-77{n}")
+    started = time.monotonic()
+    intruder_got_it = []
+
+    def slow_progress(run):
+        # The run pauses between steps for more than half its lease each time; another
+        # worker tries to take the company's lock meanwhile.
+        time.sleep(0.6 * short_lease)
+        intruder_got_it.append(lock_acquire(connection=ready, holder="another-worker"))
+
+    run = run_sync("both", on_progress=slow_progress)
+
+    assert run.status == "done", run.message
+    assert time.monotonic() - started > 2 * short_lease
+    assert len(intruder_got_it) >= 3
+    assert not any(intruder_got_it), "another run took the lock while this one was running"
+    # Released at the end: the next run starts at once.
+    assert lock_acquire(connection=ready, holder="next-run")
+
+
+def test_a_dead_run_frees_the_lock_after_one_lease(ready, short_lease):
+    assert lock_acquire(connection=ready, holder="worker-that-dies")
+    assert not lock_acquire(connection=ready, holder="second-worker")
+    time.sleep(short_lease + 0.2)
+    assert lock_acquire(connection=ready, holder="second-worker")
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379")
+def test_with_redis_the_lease_is_a_redis_lock(ready, settings, short_lease):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/7"
+    first = lease_for(connection=ready, holder="run-a")
+    second = lease_for(connection=ready, holder="run-b")
+    assert isinstance(first, RedisLease)
+    try:
+        assert first.acquire()
+        assert not second.acquire()
+        # Renewed before it runs out, it outlives its first lease.
+        for _ in range(3):
+            time.sleep(0.6 * short_lease)
+            assert first.renew()
+            assert not second.acquire()
+        first.release()
+        assert second.acquire()
+        assert not first.renew(), "a lease another holder took cannot be renewed"
+        # A holder that stops renewing loses it after one lease.
+        time.sleep(short_lease + 0.2)
+        assert first.acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_webhook_pull_that_finds_a_run_in_progress_is_queued_again(ready, qbo_ui):
+    customer = qbo_ui.create("Customer", {"DisplayName": "Busy Bees Ltd"})
+    event = WebhookEvent.objects.create(
+        event_key=f"Customer-{customer['Id']}-Create",
+        realm_id=ready.realm_id,
+        entity="Customer",
+        entity_id=customer["Id"],
+        operation="Create",
+    )
+    assert lock_acquire(connection=ready, holder="scheduled-run")
+
+    [run_id] = pull_realm(ready.realm_id)
+
+    assert SyncRun.objects.get(pk=run_id).status == "skipped"
+    event.refresh_from_db()
+    assert event.processed_at is None, "the notified change must not be marked as handled"
+    [again] = Schedule.objects.filter(func="sync.tasks.pull_realm")
+    assert ast.literal_eval(again.args) == (ready.realm_id, "webhook")
+    assert timezone.now() < again.next_run <= timezone.now() + timedelta(minutes=1)
+    # Still busy: asking again queues nothing more.
+    pull_realm(ready.realm_id)
+    assert Schedule.objects.filter(func="sync.tasks.pull_realm").count() == 1
+
+    # The run ends; the queued pull runs as django-q2's scheduler would start it.
+    lock_release(connection=ready, holder="scheduled-run")
+    [run_id] = pull_realm(*ast.literal_eval(again.args))
+
+    assert SyncRun.objects.get(pk=run_id).status == "done"
+    event.refresh_from_db()
+    assert event.processed_at is not None
+    assert ready.sync_records.filter(customer__display_name="Busy Bees Ltd").exists()

@@ -226,6 +226,9 @@ if QBO_ENVIRONMENT != "emulator":
 # Fernet keys for tokens at rest, newest first; older keys still decrypt during a rotation.
 TOKEN_ENCRYPTION_KEYS = config.fernet_keys("TOKEN_ENCRYPTION_KEYS")
 SYNC_SCHEDULE_MINUTES = config.int("SYNC_SCHEDULE_MINUTES", 15, minimum=1)
+# A run holds its company's lock for this long and renews it as it goes; a worker that dies
+# frees it within this time.
+SYNC_LOCK_LEASE_SECONDS = config.int("SYNC_LOCK_LEASE_SECONDS", 300, minimum=30)
 
 # --- Logging -------------------------------------------------------------------------------------
 LOG_LEVEL = config.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -1,22 +1,21 @@
 """What one run works with: the connection, its configuration and mappings, the backend, the
-bindings, the run log and one adapter per synced kind."""
+bindings, the run log and one adapter per synced kind (built by ``sync.runtime``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from integrations.models import Connection
 from integrations.quickbooks.backend import QuickBooksBackend
-from integrations.quickbooks.client import QBOClient
-from integrations.services import connection_client
+from portal.models import Invoice
 from sync.binder import Binder
-from sync.configuration import invoice_mapping_for, sync_configuration_for
-from sync.entities import ADAPTERS
-from sync.entities.base import EntityAdapter
 from sync.mappers.invoice import InvoiceMapping
-from sync.models import SyncConfiguration, SyncRun, TaxMapping
+from sync.models import SyncConfiguration, SyncRecord
 from sync.runlog import RunLog
+
+# An invoice binding and its portal invoice, as the exporter and importer hand them over.
+Pair = tuple[SyncRecord, Invoice]
 
 
 @dataclass
@@ -31,37 +30,8 @@ class SyncContext:
     # Portal tax rate id -> QuickBooks tax code id, and back (the first rate of each code).
     tax_codes: dict[int, str]
     rates_by_code: dict[str, int]
-    adapters: dict[str, EntityAdapter] = field(default_factory=dict)
+    # kind -> its adapter (``sync.entities``), set by ``sync.runtime.context_for``.
+    adapters: dict[str, Any] = field(default_factory=dict)
 
     def adapter(self, kind: str):
         return self.adapters[kind]
-
-
-def context_for(
-    *,
-    connection: Connection,
-    run: SyncRun,
-    client: QBOClient | None = None,
-    dry_run: bool = False,
-    on_progress: Callable[[SyncRun], None] | None = None,
-    heartbeat: Callable[[], None] | None = None,
-) -> SyncContext:
-    """A run's context. Raises ``ReconnectRequired`` when the connection cannot be used."""
-    log = RunLog(run, dry_run=dry_run, on_progress=on_progress, heartbeat=heartbeat)
-    mappings = list(TaxMapping.objects.filter(connection=connection).select_related("tax_code"))
-    rates_by_code: dict[str, int] = {}
-    for m in mappings:
-        rates_by_code.setdefault(m.tax_code.qbo_id, m.tax_rate_id)
-    ctx = SyncContext(
-        connection=connection,
-        config=sync_configuration_for(connection=connection),
-        mapping=invoice_mapping_for(connection=connection),
-        backend=QuickBooksBackend(client or connection_client(connection=connection)),
-        binder=Binder(connection=connection, log=log, dry_run=dry_run),
-        log=log,
-        dry_run=dry_run,
-        tax_codes={m.tax_rate_id: m.tax_code.qbo_id for m in mappings},
-        rates_by_code=rates_by_code,
-    )
-    ctx.adapters = {adapter.kind: adapter(ctx) for adapter in ADAPTERS}
-    return ctx

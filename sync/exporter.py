@@ -27,26 +27,20 @@ from integrations.quickbooks.errors import (
     describe,
 )
 from portal.models import Invoice
-from sync.context import SyncContext
+from sync.context import Pair
 from sync.entities.base import EntityAdapter, NameListAdapter
 from sync.entities.invoice import invoices_for_push, lines_prefetch
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
+from sync.runtime import Component
 
 S = SyncRecord.Status
 NOT_READY = "Its customer or items are not in QuickBooks yet; retry."
 # (binding, portal record, operation, body)
 Write = tuple[SyncRecord, object, str, dict]
-Pair = tuple[SyncRecord, Invoice]
 
 
-class Exporter:
-    def __init__(self, ctx: SyncContext):
-        self.ctx = ctx
-        self.log = ctx.log
-        self.binder = ctx.binder
-        self.invoices = ctx.adapter("invoice")
-
+class Exporter(Component):
     # --- invoices --------------------------------------------------------------------------
 
     def push_invoices(self, *, invoice_ids: list[int] | None = None, force: bool = False):

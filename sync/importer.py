@@ -16,11 +16,12 @@ from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from portal.models import Invoice
 from sync import conflicts
 from sync.conflicts import Action
-from sync.context import SyncContext
+from sync.context import Pair
 from sync.entities.base import NameListAdapter
 from sync.entities.invoice import lines_prefetch
 from sync.entities.invoice_local import LocalApplyError
 from sync.models import SyncConfiguration, SyncRecord
+from sync.runtime import Component
 
 S = SyncRecord.Status
 FEED = ["Customer", "Item", "Invoice", "Payment"]
@@ -28,16 +29,9 @@ HOLD_DETAILS = (
     "Changed in the portal and in QuickBooks since the last sync. Nothing was "
     "overwritten: compare both versions and choose which to keep."
 )
-Pair = tuple[SyncRecord, Invoice]
 
 
-class Importer:
-    def __init__(self, ctx: SyncContext):
-        self.ctx = ctx
-        self.log = ctx.log
-        self.binder = ctx.binder
-        self.invoices = ctx.adapter("invoice")
-
+class Importer(Component):
     def pull(self) -> list[Pair]:
         """Bring QuickBooks' changes in since the cursor, then move the cursor.
 

@@ -33,7 +33,7 @@ class LeaseLost(Exception):
 
 
 def lease_seconds() -> float:
-    return float(getattr(settings, "SYNC_LOCK_LEASE_SECONDS", 300))
+    return float(settings.SYNC_LOCK_LEASE_SECONDS)
 
 
 class DatabaseLease:
@@ -111,7 +111,7 @@ class Heartbeat:
 
 def lease_for(*, connection: Connection, holder: str) -> DatabaseLease | RedisLease:
     """The company's lease for ``holder``: Redis when ``REDIS_URL`` is set, else the database."""
-    url = getattr(settings, "REDIS_URL", "")
+    url = settings.REDIS_URL
     if url:
         return RedisLease(connection=connection, holder=holder, url=url)
     return DatabaseLease(connection=connection, holder=holder)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from integrations.models import Connection
-from sync.context import context_for
 from sync.entities.invoice import invoices_for_push
 from sync.models import SyncRecord, SyncRun
+from sync.runtime import context_for
 
 
 @dataclass

@@ -18,11 +18,12 @@ from django.utils import timezone
 from integrations.models import Connection
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from sync.configuration import sync_configuration_for
-from sync.context import SyncContext, context_for
+from sync.context import SyncContext
 from sync.exporter import Exporter
 from sync.importer import Importer
 from sync.locks import Heartbeat, LeaseLost, lease_for
 from sync.models import SyncEvent, SyncRecord, SyncRun
+from sync.runtime import context_for
 
 logger = logging.getLogger(__name__)
 

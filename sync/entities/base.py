@@ -8,12 +8,11 @@ adapters only, so adding a kind means adding an adapter and its mappers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from django.db import models
 
-if TYPE_CHECKING:
-    from sync.context import SyncContext
+from sync.context import SyncContext
 
 # QuickBooks refuses these characters in names (qbo-api.md section 8, Customer and Item).
 NAME_FORBIDDEN = (":", "\t", "\n")

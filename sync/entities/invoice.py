@@ -40,7 +40,7 @@ class InvoiceAdapter(EntityAdapter):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.local = LocalInvoiceWriter(ctx, self)
+        self.local = LocalInvoiceWriter(ctx)
 
     # --- mapping ---------------------------------------------------------------------------
 

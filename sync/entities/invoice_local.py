@@ -9,16 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
 from portal.models import Invoice, InvoiceLine, TaxRate
 from portal.money import ZERO, round_money
-
-if TYPE_CHECKING:
-    from sync.context import SyncContext
-    from sync.entities.invoice import InvoiceAdapter
+from sync.context import SyncContext
 
 TEXT_FIELDS = ("customer_memo", "private_note", "billing_email", "reference")
 DATE_FIELDS = ("issue_date", "due_date")
@@ -41,9 +37,8 @@ class LocalApplyError(Exception):
 
 
 class LocalInvoiceWriter:
-    def __init__(self, ctx: SyncContext, adapter: InvoiceAdapter):
+    def __init__(self, ctx: SyncContext):
         self.ctx = ctx
-        self.adapter = adapter
 
     def write(
         self, invoice: Invoice | None, obj: dict, theirs: dict, *, resolve: RefResolver

@@ -2,7 +2,6 @@
 webhook pull that finds a run in progress queued again rather than dropped."""
 
 import ast
-import socket
 import time
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ from integrations.models import WebhookEvent
 from sync.locks import RedisLease, lease_for, lock_acquire, lock_release
 from sync.models import SyncRun
 from sync.tasks import pull_realm
+from tests.portal.test_redis import _redis_up
 
 LEASE = 1.0
 
@@ -53,14 +53,6 @@ def test_a_dead_run_frees_the_lock_after_one_lease(ready, short_lease):
     assert not lock_acquire(connection=ready, holder="second-worker")
     time.sleep(short_lease + 0.2)
     assert lock_acquire(connection=ready, holder="second-worker")
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379")

@@ -158,7 +158,11 @@ class Exporter(Component):
             )
             return False
         if isinstance(result, Exception):
-            names = {**self.binder.names_by_qbo("customer"), **self.binder.names_by_qbo("item")}
+            names = {
+                qbo_id: name
+                for kind in self.invoices.dependencies([invoice])
+                for qbo_id, name in self.binder.names_by_qbo(kind).items()
+            }
             reason = describe(result, kind="invoice", number=invoice.number, id_names=names)
             self.binder.fail(record, reason, error=result)
             return False
@@ -201,7 +205,7 @@ class Exporter(Component):
                 self.log.plan(f"update invoice {invoice.number}")
                 continue
             try:
-                result = self.ctx.backend.update("Invoice", body)
+                result = self.ctx.backend.update(self.invoices.qbo_entity, body)
             except ReconnectRequired:
                 raise
             except StaleObjectError:
@@ -223,15 +227,22 @@ class Exporter(Component):
         Returns {invoice id: reason} for invoices whose customer or items could not be made
         ready. Raises ``QBOError`` when QuickBooks could not be asked.
         """
-        customers = {inv.customer_id: inv.customer for inv in invoices}
-        items = {line.item_id: line.item for inv in invoices for line in inv.lines.all()}
-        problems_c = self.ensure(self.ctx.adapter("customer"), customers)
-        problems_i = self.ensure(self.ctx.adapter("item"), items)
+        problems = {
+            kind: self.ensure(self.ctx.adapter(kind), records)
+            for kind, records in self.invoices.dependencies(invoices).items()
+        }
         blocked: dict[int, str] = {}
         for inv in invoices:
-            reasons = [problems_c.get(inv.customer_id)]
-            reasons += [problems_i.get(line.item_id) for line in inv.lines.all()]
-            reason = next((r for r in reasons if r), None)
+            needs = self.invoices.dependencies([inv])
+            reason = next(
+                (
+                    problems[kind][local_id]
+                    for kind, records in needs.items()
+                    for local_id in records
+                    if local_id in problems[kind]
+                ),
+                None,
+            )
             if reason:
                 blocked[inv.pk] = reason
         return blocked

@@ -24,7 +24,8 @@ from sync.models import SyncConfiguration, SyncRecord
 from sync.runtime import Component
 
 S = SyncRecord.Status
-FEED = ["Customer", "Item", "Invoice", "Payment"]
+# Payments are read for the invoices they pay (amount paid, status).
+PAYMENT = "Payment"
 HOLD_DETAILS = (
     "Changed in the portal and in QuickBooks since the last sync. Nothing was "
     "overwritten: compare both versions and choose which to keep."
@@ -41,16 +42,19 @@ class Importer(Component):
             return []
         now = timezone.now()
         config = self.ctx.config
+        adapters = list(self.ctx.adapters.values())
+        feed = [adapter.qbo_entity for adapter in adapters] + [PAYMENT]
         changes = self.ctx.backend.changes(
-            FEED, config.pull_cursor, now=now, invoices_from=config.first_invoice_date
+            feed, config.pull_cursor, now=now, invoices_from=config.first_invoice_date
         )
         self.log.progress(total=sum(len(v) for v in changes.values()))
-        self.import_names(self.ctx.adapter("customer"), changes.get("Customer", []))
-        self.import_names(self.ctx.adapter("item"), changes.get("Item", []))
-        invoices = list(changes.get("Invoice", []))
+        for adapter in adapters:
+            if adapter.name_list:
+                self.import_names(adapter, changes.get(adapter.qbo_entity, []))
+        invoices = list(changes.get(self.invoices.qbo_entity, []))
         again = {
             linked["TxnId"]
-            for payment in changes.get("Payment", [])
+            for payment in changes.get(PAYMENT, [])
             for line in payment.get("Line") or []
             for linked in line.get("LinkedTxn") or []
             if linked.get("TxnType") == "Invoice"
@@ -63,11 +67,11 @@ class Importer(Component):
         )
         again -= {obj.get("Id") for obj in invoices}
         if again:
-            extra = self.ctx.backend.read_ids("Invoice", sorted(again))
+            extra = self.ctx.backend.read_ids(self.invoices.qbo_entity, sorted(again))
             self.log.progress(total=len(extra))
             invoices += extra
         to_push = self.import_invoices(invoices)
-        self.log.progress(done=len(changes.get("Payment", [])))
+        self.log.progress(done=len(changes.get(PAYMENT, [])))
         if not self.ctx.dry_run:
             SyncConfiguration.objects.filter(pk=config.pk).update(pull_cursor=now, last_pull_at=now)
         return to_push
@@ -198,7 +202,7 @@ class Importer(Component):
         to_push: list[Pair] = []
         for record, invoice in pairs:
             try:
-                obj = self.ctx.backend.read("Invoice", record.qbo_id)
+                obj = self.ctx.backend.read(self.invoices.qbo_entity, record.qbo_id)
             except ReconnectRequired:
                 raise
             except QBOError as exc:

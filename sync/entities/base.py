@@ -24,6 +24,8 @@ class EntityAdapter:
     kind: ClassVar[str]
     qbo_entity: ClassVar[str]
     model: ClassVar[type[models.Model]]
+    # Name lists (customers, items) are matched by name and pulled before transactions.
+    name_list: ClassVar[bool] = False
 
     def __init__(self, ctx: SyncContext):
         self.ctx = ctx
@@ -46,6 +48,8 @@ class EntityAdapter:
 
 class NameListAdapter(EntityAdapter):
     """Customers and items: QuickBooks name lists, matched by name, never deleted there."""
+
+    name_list = True
 
     name_field: ClassVar[str]  # the portal field holding the name
     qbo_name_field: ClassVar[str]  # the QuickBooks field holding it

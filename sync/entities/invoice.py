@@ -60,6 +60,13 @@ class InvoiceAdapter(EntityAdapter):
     def remote_number(self, obj: dict) -> str:
         return obj.get("DocNumber", "") or ""
 
+    def dependencies(self, invoices: list[Invoice]) -> dict[str, dict[int, object]]:
+        """{kind: {portal id: record}} of what the invoices need bound in QuickBooks first."""
+        return {
+            "customer": {inv.customer_id: inv.customer for inv in invoices},
+            "item": {line.item_id: line.item for inv in invoices for line in inv.lines.all()},
+        }
+
     def dependency_ids(self, invoice: Invoice) -> tuple[str, dict[str, str]] | None:
         """(customer's QuickBooks id, {neutral item: QuickBooks id}); None while unbound."""
         binder = self.ctx.binder

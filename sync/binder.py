@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from integrations.models import Connection
+from integrations.quickbooks.backend import object_id, sync_token
 from integrations.quickbooks.errors import error_fields
 from sync.models import SyncRecord
 from sync.runlog import RunLog
@@ -116,8 +117,8 @@ class Binder:
     ) -> None:
         """A write or read succeeded: keep QuickBooks' Id and SyncToken (and DocNumber as
         ``number``), what both sides agree on, and mark the binding synced."""
-        record.qbo_id = str(obj.get("Id", record.qbo_id))
-        record.sync_token = str(obj.get("SyncToken", record.sync_token))
+        record.qbo_id = object_id(obj) or record.qbo_id
+        record.sync_token = sync_token(obj) or record.sync_token
         if number is not None:
             record.qbo_doc_number = number
         record.status = S.SYNCED

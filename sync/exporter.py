@@ -17,7 +17,14 @@ from collections.abc import Iterator
 
 from django.utils import timezone
 
-from integrations.quickbooks.backend import batch_ref, chunks, new_request_id, parse_batch_ref
+from integrations.quickbooks.backend import (
+    batch_ref,
+    chunks,
+    new_request_id,
+    object_id,
+    parse_batch_ref,
+    version_ref,
+)
 from integrations.quickbooks.errors import (
     ConnectionFailedError,
     NotFoundError,
@@ -83,9 +90,7 @@ class Exporter(Component):
         to_write.sort(key=lambda pair: bool(pair[0].qbo_id))
         self.log.progress(total=len(to_write) + len(voids))
         writes = self._bodies(to_write)
-        writes += [
-            (r, inv, "void", {"Id": r.qbo_id, "SyncToken": r.sync_token}) for r, inv in voids
-        ]
+        writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
         stale = []
         for record, invoice, result in self.write_batch(writes, self.invoices):
             if self._settle_invoice(record, invoice, result):
@@ -276,7 +281,7 @@ class Exporter(Component):
                 if not self.ctx.dry_run:
                     self.binder.settle(record, obj, agreed=adapter.neutral_qbo(obj), pushed=False)
                 else:
-                    record.qbo_id = obj["Id"]
+                    record.qbo_id = object_id(obj)
                     self.binder.remember(record)
                 continue
             reason = adapter.create_preflight(local)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.quickbooks.backend import is_deleted, object_id, paid_invoice_ids, sync_token
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from portal.models import Invoice
 from sync import conflicts
@@ -52,20 +53,14 @@ class Importer(Component):
             if adapter.name_list:
                 self.import_names(adapter, changes.get(adapter.qbo_entity, []))
         invoices = list(changes.get(self.invoices.qbo_entity, []))
-        again = {
-            linked["TxnId"]
-            for payment in changes.get(PAYMENT, [])
-            for line in payment.get("Line") or []
-            for linked in line.get("LinkedTxn") or []
-            if linked.get("TxnType") == "Invoice"
-        }
+        again = paid_invoice_ids(changes.get(PAYMENT, []))
         # QuickBooks invoices that could not be pulled before are read again.
         again |= set(
             SyncRecord.objects.filter(
                 connection=self.ctx.connection, object_type="invoice", invoice__isnull=True
             ).values_list("qbo_id", flat=True)
         )
-        again -= {obj.get("Id") for obj in invoices}
+        again -= {object_id(obj) for obj in invoices}
         if again:
             extra = self.ctx.backend.read_ids(self.invoices.qbo_entity, sorted(again))
             self.log.progress(total=len(extra))
@@ -100,11 +95,11 @@ class Importer(Component):
         for obj in objects:
             if counted:
                 self.log.progress(done=1)
-            record = self.binder.by_qbo(kind, obj.get("Id"))
-            if obj.get("status") == "Deleted":
+            record = self.binder.by_qbo(kind, object_id(obj))
+            if is_deleted(obj):
                 continue  # name lists are never deleted in QBO, only made inactive
             neutral = adapter.neutral_qbo(obj)
-            if record is not None and record.sync_token == str(obj.get("SyncToken")):
+            if record is not None and record.sync_token == sync_token(obj):
                 self.log.outcome.unchanged += 1
                 continue
             if record is not None and record.agreed == neutral:
@@ -176,7 +171,7 @@ class Importer(Component):
             for r in SyncRecord.objects.filter(
                 connection=self.ctx.connection,
                 object_type="invoice",
-                qbo_id__in=[str(o.get("Id")) for o in objects],
+                qbo_id__in=[object_id(o) for o in objects],
             )
             .select_related("invoice__customer")
             .prefetch_related(lines_prefetch("invoice__lines"))
@@ -184,14 +179,14 @@ class Importer(Component):
         first_date = self.ctx.config.first_invoice_date
         to_push: list[Pair] = []
         for obj in objects:
-            record = records.get(str(obj.get("Id")))
+            record = records.get(object_id(obj))
             self.log.progress(done=1)
-            if obj.get("status") == "Deleted":
+            if is_deleted(obj):
                 self.pulled_delete(record)
             elif record is None or record.invoice_id is None:
-                if not (first_date and obj.get("TxnDate", "") < first_date.isoformat()):
+                if not (first_date and self.invoices.remote_date(obj) < first_date.isoformat()):
                     self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
-            elif record.sync_token == str(obj.get("SyncToken")) and record.status == S.SYNCED:
+            elif record.sync_token == sync_token(obj) and record.status == S.SYNCED:
                 self.log.outcome.unchanged += 1
             else:
                 to_push += self.reconcile(record, record.invoice, obj)
@@ -224,7 +219,7 @@ class Importer(Component):
             rule=self.ctx.config.conflict_rule,
             held=record.status == S.CONFLICT,
         )
-        token = str(obj.get("SyncToken", record.sync_token))
+        token = sync_token(obj) or record.sync_token
         action = decision.action
         if action == Action.TAKE_TOKEN:
             self.log.outcome.unchanged += 1
@@ -299,7 +294,7 @@ class Importer(Component):
             record = record or SyncRecord(
                 connection=self.ctx.connection,
                 object_type="invoice",
-                qbo_id=str(obj["Id"]),
+                qbo_id=object_id(obj),
                 qbo_doc_number=self.invoices.remote_number(obj),
             )
             self.binder.fail(record, str(exc))

@@ -40,6 +40,39 @@ NAME_LISTS = ("Customer", "Item")
 _POSITION = "#"
 
 
+def object_id(obj: dict) -> str:
+    """A QuickBooks object's ``Id``, as text ("" when it has none)."""
+    value = obj.get("Id")
+    return "" if value is None else str(value)
+
+
+def sync_token(obj: dict) -> str:
+    """A QuickBooks object's ``SyncToken`` (its version), as text."""
+    value = obj.get("SyncToken")
+    return "" if value is None else str(value)
+
+
+def version_ref(qbo_id: str, token: str) -> dict:
+    """The ``Id`` and ``SyncToken`` an update or void names (qbo-api.md section 5)."""
+    return {"Id": qbo_id, "SyncToken": token}
+
+
+def is_deleted(obj: dict) -> bool:
+    """Whether the change feed reports ``obj`` as deleted (``"status": "Deleted"``)."""
+    return obj.get("status") == "Deleted"
+
+
+def paid_invoice_ids(payments: list[dict]) -> set[str]:
+    """Ids of the invoices a list of ``Payment`` objects pays (their ``LinkedTxn``)."""
+    return {
+        str(linked["TxnId"])
+        for payment in payments
+        for line in payment.get("Line") or []
+        for linked in line.get("LinkedTxn") or []
+        if linked.get("TxnType") == "Invoice"
+    }
+
+
 def chunks(values: list, size: int = BATCH_MAX_ITEMS) -> Iterator[list]:
     """``values`` in consecutive slices of at most ``size`` (a batch's 30 by default)."""
     for start in range(0, len(values), size):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 
+from integrations.quickbooks.backend import version_ref
 from portal.models import Invoice, InvoiceLine
 from sync.entities.base import EntityAdapter
 from sync.entities.invoice_local import LocalInvoiceWriter, parse_date
@@ -60,6 +61,10 @@ class InvoiceAdapter(EntityAdapter):
     def remote_number(self, obj: dict) -> str:
         return obj.get("DocNumber", "") or ""
 
+    def remote_date(self, obj: dict) -> str:
+        """QuickBooks' invoice date ("YYYY-MM-DD", "" when absent)."""
+        return obj.get("TxnDate", "") or ""
+
     def dependencies(self, invoices: list[Invoice]) -> dict[str, dict[int, object]]:
         """{kind: {portal id: record}} of what the invoices need bound in QuickBooks first."""
         return {
@@ -92,7 +97,7 @@ class InvoiceAdapter(EntityAdapter):
             self.neutral_local(invoice), self.ctx.mapping, customer_id=ids[0], item_ids=ids[1]
         )
         if record is not None and record.qbo_id:
-            body.update({"Id": record.qbo_id, "SyncToken": record.sync_token})
+            body.update(version_ref(record.qbo_id, record.sync_token))
         return body
 
     # --- checks ----------------------------------------------------------------------------

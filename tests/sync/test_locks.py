@@ -33,9 +33,9 @@ def test_run_longer_than_its_lease_keeps_the_lock_through_the_heartbeat(
     intruder_got_it = []
 
     def slow_progress(run):
-        # The run pauses between steps for more than half its lease each time; another
-        # worker tries to take the company's lock meanwhile.
-        time.sleep(0.6 * short_lease)
+        # The run pauses between steps for most of its lease each time; another worker tries
+        # to take the company's lock meanwhile.
+        time.sleep(0.7 * short_lease)
         intruder_got_it.append(lock_acquire(connection=ready, holder="another-worker"))
 
     run = run_sync("both", on_progress=slow_progress)

@@ -149,6 +149,9 @@ class Binder:
             return
         record.status = S.FAILED
         record.details = reason
+        # QuickBooks answered: the write in flight, if any, is settled (refused).
+        record.uncertain = False
+        record.request_id = ""
         record.attempts += 1
         retryable = bool(error is not None and getattr(error, "retryable", False))
         record.next_retry_at = retry_at(record.attempts) if retryable else None
@@ -185,12 +188,15 @@ class Binder:
         self.log.event(record, "uncertain", f"{record.label}: {reason}", level="warning")
 
     def claim(self, record: SyncRecord, request_ref: str) -> None:
-        """Store the requestid a create is about to be sent with, before it is sent, so a
-        lost answer can be replayed with the same requestid."""
+        """Store the requestid a create is about to be sent with, before it is sent. Until
+        its answer settles it, the binding is uncertain: a run that stops before then (killed,
+        lease lost) leaves it for the next run to replay with the same requestid, never to
+        send again with a new one."""
         record.request_id = request_ref
         record.status = S.PENDING
+        record.uncertain = True
         if record.pk is None:
             record.save()
             self.remember(record)
         else:
-            record.save(update_fields=["request_id", "status", "updated_at"])
+            record.save(update_fields=["request_id", "status", "uncertain", "updated_at"])

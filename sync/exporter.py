@@ -209,6 +209,7 @@ class Exporter(Component):
             if self.ctx.dry_run:
                 self.log.plan(f"update invoice {invoice.number}")
                 continue
+            self.log.checkpoint()
             try:
                 result = self.ctx.backend.update(self.invoices.qbo_entity, body)
             except ReconnectRequired:
@@ -338,6 +339,7 @@ class Exporter(Component):
                     self.log.plan(f"{operation} {adapter.kind} {adapter.label(local)}")
                     yield _record, local, None
                 continue
+            self.log.checkpoint()
             request_id = new_request_id()
             for position, (record, _local, operation, _body) in enumerate(chunk):
                 if operation == "create":
@@ -392,6 +394,7 @@ class Exporter(Component):
                 for record, *_ in chunk:
                     self.log.plan(f"settle {record.object_type} {record.label}")
                 continue
+            self.log.checkpoint()
             for record, local, result in self._send(chunk, adapter, request_id=request_id):
                 if isinstance(result, Exception):
                     self.binder.fail(record, describe(result, kind=adapter.kind), error=result)

@@ -34,8 +34,10 @@ HOLD_DETAILS = (
 
 
 class Importer(Component):
+    _read_at = None  # when the last pull started reading (the next cursor)
+
     def pull(self) -> list[Pair]:
-        """Bring QuickBooks' changes in since the cursor, then move the cursor.
+        """Bring QuickBooks' changes in since the cursor (``advance_cursor`` moves it after).
 
         Returns the invoices whose portal version must be sent (for the exporter)."""
         if not self.ctx.config.two_way:
@@ -67,9 +69,17 @@ class Importer(Component):
             invoices += extra
         to_push = self.import_invoices(invoices)
         self.log.progress(done=len(changes.get(PAYMENT, [])))
-        if not self.ctx.dry_run:
-            SyncConfiguration.objects.filter(pk=config.pk).update(pull_cursor=now, last_pull_at=now)
+        self._read_at = now
         return to_push
+
+    def advance_cursor(self) -> None:
+        """After the pull and what it decided to send: the next pull reads from the time this
+        one started (dry runs leave the cursor alone)."""
+        if self._read_at is None or self.ctx.dry_run:
+            return
+        SyncConfiguration.objects.filter(pk=self.ctx.config.pk).update(
+            pull_cursor=self._read_at, last_pull_at=self._read_at
+        )
 
     def pull_list(self, adapter: NameListAdapter) -> None:
         """Read a whole name list (items for the quick sync) and bring it in."""
@@ -93,6 +103,7 @@ class Importer(Component):
         ``counted``: the objects are part of the run's announced total (progress)."""
         kind = adapter.kind
         for obj in objects:
+            self.log.checkpoint()
             if counted:
                 self.log.progress(done=1)
             record = self.binder.by_qbo(kind, object_id(obj))
@@ -179,6 +190,7 @@ class Importer(Component):
         first_date = self.ctx.config.first_invoice_date
         to_push: list[Pair] = []
         for obj in objects:
+            self.log.checkpoint()
             record = records.get(object_id(obj))
             self.log.progress(done=1)
             if is_deleted(obj):
@@ -196,6 +208,7 @@ class Importer(Component):
         """Invoices QuickBooks refused as stale: read its version and decide by the rule."""
         to_push: list[Pair] = []
         for record, invoice in pairs:
+            self.log.checkpoint()
             try:
                 obj = self.ctx.backend.read(self.invoices.qbo_entity, record.qbo_id)
             except ReconnectRequired:

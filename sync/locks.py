@@ -2,9 +2,12 @@
 
 A run takes its company's lease for ``SYNC_LOCK_LEASE_SECONDS`` and renews it as it goes (the
 run log's heartbeat), so a run longer than the lease keeps it, and a worker that dies frees it
-within one lease. With ``REDIS_URL`` set the lease is a redis-py ``Lock`` (shared by every
-machine); otherwise it is a row claimed by compare-and-swap, which works on SQLite and
-PostgreSQL alike.
+within one lease. A run that finds its lease taken (it stalled longer than the lease) stops at
+the next safe point; writes it had claimed are replayed with their own ``requestid`` by
+whichever run comes next, so nothing is written twice.
+
+With ``REDIS_URL`` set the lease is a redis-py ``Lock`` (shared by every machine); otherwise
+it is a row claimed by compare-and-swap, which works on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -69,6 +72,14 @@ class DatabaseLease:
             holder="", expires_at=None
         )
 
+    def held(self) -> bool:
+        """Whether any run holds the company's lease now."""
+        return (
+            SyncLock.objects.filter(connection=self.connection, expires_at__gte=timezone.now())
+            .exclude(holder="")
+            .exists()
+        )
+
 
 class RedisLease:
     """A redis-py ``Lock`` named after the connection, with ``holder`` as its token."""
@@ -92,20 +103,33 @@ class RedisLease:
         with contextlib.suppress(redis.exceptions.LockError):
             self._lock.release()
 
+    def held(self) -> bool:
+        """Whether any run holds the company's lease now."""
+        return bool(self._lock.locked())
+
 
 class Heartbeat:
-    """Renews a lease at most every fifth of it; raises ``LeaseLost`` when it was taken."""
+    """Keeps a run's lease: ``beat()`` renews it when due and never raises; ``check()``, at
+    points where stopping leaves nothing half-done (before a write is claimed and sent,
+    before QuickBooks' version is applied, between steps), raises ``LeaseLost`` once the
+    lease was taken."""
 
     def __init__(self, lease: DatabaseLease | RedisLease):
         self.lease = lease
+        self.lost = False
         self._last = time.monotonic()
 
-    def __call__(self) -> None:
+    def beat(self) -> None:
+        """Renew the lease when a fifth of it has passed since the last renewal."""
         now = time.monotonic()
-        if now - self._last < lease_seconds() / 5:
+        if self.lost or now - self._last < lease_seconds() / 5:
             return
         self._last = now
-        if not self.lease.renew():
+        self.lost = not self.lease.renew()
+
+    def check(self) -> None:
+        self.beat()
+        if self.lost:
             raise LeaseLost(LeaseLost.user_message)
 
 
@@ -124,3 +148,8 @@ def lock_acquire(*, connection: Connection, holder: str) -> bool:
 
 def lock_release(*, connection: Connection, holder: str) -> None:
     lease_for(connection=connection, holder=holder).release()
+
+
+def lock_held(*, connection: Connection) -> bool:
+    """Whether a sync of the company is running now (its lease is held)."""
+    return lease_for(connection=connection, holder="").held()

@@ -2,7 +2,7 @@
 
 Events are written in bulk (every 200) and the run row every 25 records, so the history page
 shows progress without a query per record. Each write of the run row also renews the run's
-lock (the heartbeat), so a long run keeps it.
+lease (the heartbeat), so a long run keeps it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sync.locks import Heartbeat
 from sync.models import SyncEvent, SyncRecord, SyncRun
 
 EVENTS_PER_WRITE = 200
@@ -32,8 +33,9 @@ class Outcome:
 class RunLog:
     """The log of one ``SyncRun``.
 
-    ``on_progress(run)`` is called after each write of the run row (the command prints it);
-    ``heartbeat()`` too (the run's lock lease renews itself there).
+    ``on_progress(run)`` is called after each write of the run row (the command prints it).
+    ``heartbeat`` (a ``sync.locks.Heartbeat``) keeps the run's lease: it beats at each write
+    of the run row, and ``checkpoint()`` stops the run there if the lease was lost.
     """
 
     def __init__(
@@ -42,7 +44,7 @@ class RunLog:
         *,
         dry_run: bool = False,
         on_progress: Callable[[SyncRun], None] | None = None,
-        heartbeat: Callable[[], None] | None = None,
+        heartbeat: Heartbeat | None = None,
     ):
         self.run = run
         self.dry_run = dry_run
@@ -71,6 +73,11 @@ class RunLog:
         """What a dry run would have done (``qbo_sync --dry-run`` prints these)."""
         self.outcome.planned.append(line)
 
+    def checkpoint(self) -> None:
+        """A safe point to stop at: raises ``LeaseLost`` when another run took the lease."""
+        if self.heartbeat is not None:
+            self.heartbeat.check()
+
     def progress(self, done: int = 0, total: int = 0) -> None:
         """Count records announced (``total``) and finished (``done``)."""
         self.run.total += total
@@ -94,6 +101,6 @@ class RunLog:
             done=self.run.done,
         )
         if self.heartbeat is not None:
-            self.heartbeat()
+            self.heartbeat.beat()
         if self.on_progress is not None:
             self.on_progress(self.run)

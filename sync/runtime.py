@@ -12,6 +12,7 @@ from sync.binder import Binder
 from sync.configuration import invoice_mapping_for, sync_configuration_for
 from sync.context import SyncContext
 from sync.entities import ADAPTERS
+from sync.locks import Heartbeat
 from sync.models import SyncRun, TaxMapping
 from sync.runlog import RunLog
 
@@ -33,7 +34,7 @@ def context_for(
     client: QBOClient | None = None,
     dry_run: bool = False,
     on_progress: Callable[[SyncRun], None] | None = None,
-    heartbeat: Callable[[], None] | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> SyncContext:
     """A run's context. Raises ``ReconnectRequired`` when the connection cannot be used."""
     log = RunLog(run, dry_run=dry_run, on_progress=on_progress, heartbeat=heartbeat)

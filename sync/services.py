@@ -125,9 +125,12 @@ def _run_steps(
         stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force)
         exporter.push_updates(importer.reconcile_stale(stale))
     if direction in (SyncRun.Direction.PULL, SyncRun.Direction.BOTH):
+        ctx.log.checkpoint()
         exporter.push_updates(importer.pull())
+        importer.advance_cursor()
     if direction == SyncRun.Direction.ITEMS:
         exporter.push_list(ctx.adapter("item"))
+        ctx.log.checkpoint()
         importer.pull_list(ctx.adapter("item"))
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from integrations.models import Connection, WebhookEvent
 from portal.tasks import queue, queue_later
+from sync.locks import lock_held
 from sync.models import SyncConfiguration, SyncRecord, SyncRun
 from sync.services import conflict_resolve, sync_run
 
@@ -64,9 +65,14 @@ def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
     for connection in Connection.objects.filter(
         realm_id=realm_id, status=Connection.Status.CONNECTED
     ):
-        run = sync_run(connection=connection, trigger=trigger, direction="pull")
-        runs.append(run.pk)
-        if run.lock_busy:
+        # A sync of the company is running: its events stay unprocessed and the pull comes
+        # back later (without adding a skipped run to the history every time).
+        busy = lock_held(connection=connection)
+        if not busy:
+            run = sync_run(connection=connection, trigger=trigger, direction="pull")
+            runs.append(run.pk)
+            busy = run.lock_busy
+        if busy:
             queue_later(
                 "sync.tasks.pull_realm",
                 realm_id,

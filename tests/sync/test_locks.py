@@ -3,6 +3,7 @@ webhook pull that finds a run in progress queued again rather than dropped."""
 
 import ast
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -10,10 +11,14 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from integrations.models import WebhookEvent
+from integrations.quickbooks.backend import QuickBooksBackend
+from integrations.quickbooks.client import QBOClient
 from sync.locks import RedisLease, lease_for, lock_acquire, lock_release
-from sync.models import SyncRun
+from sync.models import SyncLock, SyncRecord, SyncRun
+from sync.services import sync_run
 from sync.tasks import pull_realm
 from tests.portal.test_redis import _redis_up
+from tests.sync.conftest import qbo_invoices
 
 LEASE = 1.0
 
@@ -91,16 +96,16 @@ def test_webhook_pull_that_finds_a_run_in_progress_is_queued_again(ready, qbo_ui
     )
     assert lock_acquire(connection=ready, holder="scheduled-run")
 
-    [run_id] = pull_realm(ready.realm_id)
+    assert pull_realm(ready.realm_id) == []
 
-    assert SyncRun.objects.get(pk=run_id).status == "skipped"
+    assert not SyncRun.objects.filter(trigger="webhook").exists()
     event.refresh_from_db()
     assert event.processed_at is None, "the notified change must not be marked as handled"
     [again] = Schedule.objects.filter(func="sync.tasks.pull_realm")
     assert ast.literal_eval(again.args) == (ready.realm_id, "webhook")
     assert timezone.now() < again.next_run <= timezone.now() + timedelta(minutes=1)
     # Still busy: asking again queues nothing more.
-    pull_realm(ready.realm_id)
+    assert pull_realm(ready.realm_id) == []
     assert Schedule.objects.filter(func="sync.tasks.pull_realm").count() == 1
 
     # The run ends; the queued pull runs as django-q2's scheduler would start it.
@@ -111,3 +116,115 @@ def test_webhook_pull_that_finds_a_run_in_progress_is_queued_again(ready, qbo_ui
     event.refresh_from_db()
     assert event.processed_at is not None
     assert ready.sync_records.filter(customer__display_name="Busy Bees Ltd").exists()
+
+
+def test_webhook_pull_that_meets_a_run_starting_at_the_same_moment_is_queued_again(
+    ready, monkeypatch
+):
+    # The lease was free when checked and taken by another run a moment later.
+    monkeypatch.setattr("sync.tasks.lock_held", lambda connection: False)
+    assert lock_acquire(connection=ready, holder="scheduled-run")
+
+    [run_id] = pull_realm(ready.realm_id)
+
+    assert SyncRun.objects.get(pk=run_id).status == "skipped"
+    assert Schedule.objects.filter(name=f"pull-realm-{ready.realm_id}").exists()
+
+
+def test_a_run_whose_lease_was_taken_stops_before_sending_and_nothing_is_duplicated(
+    run_sync, ready, make_invoice, short_lease, qbo_ui
+):
+    for n in range(30):
+        make_invoice(number=f"L-{n:02}")
+    calls = []
+
+    def stalls_once(run):
+        calls.append(run.done)
+        if len(calls) == 1:
+            # The run stalls past its lease; another worker takes the company meanwhile.
+            time.sleep(short_lease + 0.3)
+            assert lock_acquire(connection=ready, holder="another-worker")
+
+    run = run_sync("push", on_progress=stalls_once)
+
+    assert run.status == "failed"
+    assert "another sync took over" in run.message
+    # The other worker's lease is untouched.
+    assert SyncLock.objects.get(connection=ready).holder == "another-worker"
+    lock_release(connection=ready, holder="another-worker")
+    run = run_sync("push")
+    assert run.status == "done", run.message
+    numbers = Counter(r.get("DocNumber") for r in qbo_invoices(qbo_ui) if "L-" in r["DocNumber"])
+    assert len(numbers) == 30 and set(numbers.values()) == {1}
+    bindings = SyncRecord.objects.filter(connection=ready, object_type="invoice")
+    assert set(bindings.values_list("status", flat=True)) == {"synced"}
+
+
+def test_a_run_killed_after_sending_leaves_its_creates_to_be_replayed_not_resent(
+    run_sync, ready, make_invoice, qbo_ui, monkeypatch
+):
+    invoice = make_invoice(number="K-100")
+    real_write = QuickBooksBackend.write_batch
+
+    def sent_then_killed(self, entity, *args, **kwargs):
+        answer = real_write(self, entity, *args, **kwargs)
+        if entity == "Invoice":
+            raise RuntimeError("the worker was killed before it read the answer")
+        return answer
+
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", sent_then_killed)
+    with pytest.raises(RuntimeError):
+        run_sync("push")
+    monkeypatch.undo()
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert (record.status, record.uncertain) == ("pending", True)
+    lock_release(connection=ready, holder=SyncLock.objects.get(connection=ready).holder)
+
+    run = run_sync("push")
+
+    assert run.status == "done", run.message
+    assert len(qbo_invoices(qbo_ui, "K-100")) == 1
+    record.refresh_from_db()
+    assert (record.status, record.uncertain, record.qbo_id != "") == ("synced", False, True)
+
+
+def test_lease_lost_after_the_last_step_still_ends_the_run(run_sync, ready, short_lease):
+    calls = []
+
+    def stalls_once(run):
+        calls.append(run.done)
+        if len(calls) == 1:
+            time.sleep(short_lease + 0.3)
+            assert lock_acquire(connection=ready, holder="another-worker")
+
+    run = run_sync("push", on_progress=stalls_once)
+
+    assert run.status in ("done", "failed")
+    assert run.finished_at is not None
+    assert SyncLock.objects.get(connection=ready).holder == "another-worker"
+
+
+def test_quickbooks_refusing_the_connection_during_a_pull_stops_the_run_with_one_reason(
+    ready, make_invoice
+):
+    from sync.models import SyncConfiguration
+
+    SyncConfiguration.objects.update_or_create(
+        connection=ready, defaults={"pull_cursor": timezone.now() - timedelta(hours=1)}
+    )
+    before = SyncConfiguration.objects.get(connection=ready).pull_cursor
+    refused = QBOClient(
+        realm_id=ready.realm_id,
+        access_token_provider=lambda: "revoked-token",
+        environment=ready.environment,
+        max_retries=0,
+    )
+
+    run = sync_run(connection=ready, trigger="command", direction="pull", client=refused)
+
+    assert run.status == "failed"
+    assert run.message == (
+        "QuickBooks no longer accepts Ledgerlink's connection. "
+        "A Sync administrator must reconnect to QuickBooks."
+    )
+    assert SyncConfiguration.objects.get(connection=ready).pull_cursor == before

@@ -86,6 +86,22 @@ class Binder:
             if k == kind and record.local_object is not None
         }
 
+    def waits(self, record: SyncRecord | None, *, retry_now: bool, force: bool) -> bool:
+        """Whether a binding is not pushed now: uncertain (the replay settles it), held for
+        review (unless forced), or failed and not due yet (unless asked for by id)."""
+        if record is None:
+            return False
+        if record.uncertain:
+            return True
+        if record.status == S.CONFLICT and not force:
+            return True
+        return bool(
+            record.status == S.FAILED
+            and record.next_retry_at
+            and record.next_retry_at > timezone.now()
+            and not retry_now
+        )
+
     def invoice_records(self, invoice_ids: list[int]) -> dict[int, SyncRecord]:
         """{invoice id: binding} for these portal invoices."""
         return {

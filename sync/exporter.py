@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from django.utils import timezone
-
 from integrations.quickbooks.backend import (
     batch_ref,
     chunks,
@@ -50,7 +48,9 @@ Write = tuple[SyncRecord, object, str, dict]
 class Exporter(Component):
     # --- invoices --------------------------------------------------------------------------
 
-    def push_invoices(self, *, invoice_ids: list[int] | None = None, force: bool = False):
+    def push_invoices(
+        self, *, invoice_ids: list[int] | None = None, force: bool = False
+    ) -> list[Pair]:
         """Push new and changed invoices (or just ``invoice_ids``; ``force`` sends them even
         when unchanged or held). Returns the (binding, invoice) pairs QuickBooks refused as
         stale, for the importer to compare."""
@@ -60,7 +60,7 @@ class Exporter(Component):
         voids: list[Pair] = []
         for invoice in invoices:
             record = records.get(invoice.pk)
-            if self._waits(record, retry_now=invoice_ids is not None, force=force):
+            if self.binder.waits(record, retry_now=invoice_ids is not None, force=force):
                 continue
             neutral = self.invoices.neutral_local(invoice)
             if record is not None and record.qbo_id:
@@ -97,22 +97,6 @@ class Exporter(Component):
                 stale.append((record, invoice))
             self.log.progress(done=1)
         return stale
-
-    def _waits(self, record: SyncRecord | None, *, retry_now: bool, force: bool) -> bool:
-        """Whether a binding is not pushed now: uncertain (the replay settles it), held for
-        review (unless forced), or failed and not due yet (unless asked for by id)."""
-        if record is None:
-            return False
-        if record.uncertain:
-            return True
-        if record.status == S.CONFLICT and not force:
-            return True
-        return bool(
-            record.status == S.FAILED
-            and record.next_retry_at
-            and record.next_retry_at > timezone.now()
-            and not retry_now
-        )
 
     def _check(self, record, invoice, neutral, to_write: list[Pair]) -> None:
         reason = self.invoices.preflight(invoice, neutral)

@@ -1,5 +1,6 @@
 """Admin for the portal's invoicing records and staff accounts."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -113,12 +114,24 @@ class TaxRateAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
+class InvoiceLineFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        for form in self.forms:
+            if self.can_delete and self._should_delete_form(form) and not form.instance.editable:
+                raise forms.ValidationError(
+                    f"The {form.instance.get_kind_display().lower()} line comes from QuickBooks "
+                    "and is kept as QuickBooks has it; remove it in QuickBooks."
+                )
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     form = InvoiceLineForm
+    formset = InvoiceLineFormSet
     extra = 1
-    fields = ["item", "description", "quantity", "unit_price", "tax_rate", "amount"]
-    readonly_fields = ["amount"]
+    fields = ["kind", "item", "description", "quantity", "unit_price", "tax_rate", "amount"]
+    readonly_fields = ["kind", "amount"]
     autocomplete_fields = ["item"]
 
 
@@ -196,7 +209,10 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        form.instance.refresh_totals()
+        # Totals follow the lines; an invoice whose lines were not touched keeps its totals
+        # (QuickBooks' own, for an invoice that came from or went to QuickBooks).
+        if not change or any(formset.has_changed() for formset in formsets):
+            form.instance.refresh_totals()
 
     # --- QuickBooks columns ---------------------------------------------------------------
 

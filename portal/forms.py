@@ -14,12 +14,23 @@ class InvoiceLineForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["unit_price"].required = False
         self.fields["unit_price"].help_text = "Leave empty to use the item's sales price."
+        if not self.instance.editable:
+            # Discounts, bundles, description and subtotal lines are kept as QuickBooks has
+            # them and sent back unchanged; they are edited in QuickBooks.
+            for field in self.fields.values():
+                field.disabled = True
 
     def clean(self):
         cleaned = super().clean()
+        if not self.instance.editable:
+            return cleaned
         item = cleaned.get("item")
+        if item is None and not self.instance.qbo_line_id and self.has_changed():
+            # QuickBooks' own lines may have no item (a documentation line); new ones need one.
+            self.add_error("item", "Pick an item for the line.")
         if item is not None:
-            if cleaned.get("unit_price") is None:
+            amount_only = cleaned.get("quantity") is None and self.instance.qbo_line_id
+            if cleaned.get("unit_price") is None and not amount_only:
                 cleaned["unit_price"] = item.sales_price
                 self.instance.unit_price = item.sales_price
             if not cleaned.get("description"):

@@ -203,7 +203,7 @@ class Invoice(TimestampedModel):
         rate are taxed once, not rounded three times.
         """
         lines = list(self.lines.all() if lines is None else lines)
-        subtotal = sum((line.amount for line in lines), ZERO)
+        subtotal = sum((line.signed_amount for line in lines), ZERO)
         taxable_by_rate: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
         for line in lines:
             if line.tax_rate_id is not None:
@@ -227,32 +227,76 @@ class Invoice(TimestampedModel):
 
 
 class InvoiceLine(models.Model):
+    """One line of an invoice, of any kind QuickBooks puts on one (qbo-api.md sections 8, 13).
+
+    Staff make and edit *item* lines. The other kinds come from QuickBooks and are kept as
+    QuickBooks holds them (``qbo_detail``), shown read-only and sent back unchanged: discounts,
+    bundles (``GroupLineDetail`` with their component lines), description-only lines and
+    QuickBooks' own subtotal line. An item line may hold an amount without quantity and unit
+    price, as QuickBooks allows; a line pulled from QuickBooks keeps QuickBooks' amount.
+    """
+
+    class Kind(models.TextChoices):
+        ITEM = "item", "Item"
+        DISCOUNT = "discount", "Discount"
+        BUNDLE = "bundle", "Bundle"
+        DESCRIPTION = "description", "Description"
+        SUBTOTAL = "subtotal", "Subtotal"
+
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=0)
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="invoice_lines")
-    description = models.CharField(max_length=4000, blank=True)
-    # Quantities and unit prices keep four places (QuickBooks keeps up to five); only amounts
-    # and totals are money, rounded to the cent.
-    quantity = models.DecimalField(
-        max_digits=14, decimal_places=4, default=Decimal("1"), validators=[MinValueValidator(ZERO)]
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.ITEM)
+    item = models.ForeignKey(
+        Item, on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_lines"
     )
-    unit_price = models.DecimalField(max_digits=14, decimal_places=4)
+    description = models.CharField(max_length=4000, blank=True)
+    # Quantities and unit prices keep seven places, as QuickBooks does (qbo-api.md section 13);
+    # only amounts and totals are money, rounded to the cent. Negative quantities are credits.
+    quantity = models.DecimalField(
+        max_digits=22, decimal_places=7, null=True, blank=True, default=Decimal("1")
+    )
+    unit_price = models.DecimalField(max_digits=22, decimal_places=7, null=True, blank=True)
     tax_rate = models.ForeignKey(
         TaxRate, on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_lines"
     )
-    amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+    amount = models.DecimalField(max_digits=17, decimal_places=2, default=ZERO, editable=False)
+    # The line as QuickBooks holds it (without its Id), and its Line.Id there.
+    qbo_line_id = models.CharField("QuickBooks line id", max_length=20, blank=True)
+    qbo_detail = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["position", "id"]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.item}"
+        if self.kind != self.Kind.ITEM:
+            return f"{self.get_kind_display()} {self.amount}"
+        if self.quantity is None or self.item is None:
+            return f"{self.item or self.description or 'Line'} {self.amount}"
+        return f"{self.quantity.normalize():f} x {self.item}"
 
     def save(self, *args, **kwargs) -> None:
-        self.amount = self.compute_amount()
+        computed = self.compute_amount()
+        if computed is not None:
+            self.amount = computed
         super().save(*args, **kwargs)
 
-    def compute_amount(self) -> Decimal:
-        if self.quantity is None or self.unit_price is None:
-            return ZERO
+    @property
+    def editable(self) -> bool:
+        """Whether staff may edit this line in the portal (item lines only)."""
+        return self.kind == self.Kind.ITEM
+
+    @property
+    def signed_amount(self) -> Decimal:
+        """What the line adds to the invoice: discounts subtract, text and subtotals add 0."""
+        if self.kind == self.Kind.DISCOUNT:
+            return -self.amount
+        if self.kind in (self.Kind.ITEM, self.Kind.BUNDLE):
+            return self.amount
+        return ZERO
+
+    def compute_amount(self) -> Decimal | None:
+        """Quantity x unit price for an item line that has both, else None (the amount as
+        stated stays: amount-only lines, and every other kind)."""
+        if self.kind != self.Kind.ITEM or self.quantity is None or self.unit_price is None:
+            return None
         return round_money(Decimal(self.quantity) * Decimal(self.unit_price))

@@ -60,6 +60,8 @@ class Exporter(Component):
         voids: list[Pair] = []
         for invoice in invoices:
             record = records.get(invoice.pk)
+            if record is not None:
+                record.invoice = invoice  # with its lines loaded
             if self.binder.waits(record, retry_now=invoice_ids is not None, force=force):
                 continue
             neutral = self.invoices.neutral_local(invoice)
@@ -89,7 +91,7 @@ class Exporter(Component):
         # Creates, then updates, then voids.
         to_write.sort(key=lambda pair: bool(pair[0].qbo_id))
         self.log.progress(total=len(to_write) + len(voids))
-        writes = self._bodies(to_write)
+        writes = self._bodies(to_write, sparse=not force)
         writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
         stale = []
         for record, invoice, result in self.write_batch(writes, self.invoices):
@@ -105,7 +107,7 @@ class Exporter(Component):
         else:
             to_write.append((record, invoice))
 
-    def _bodies(self, pairs: list[Pair]) -> list[Write]:
+    def _bodies(self, pairs: list[Pair], *, sparse: bool) -> list[Write]:
         """Bind the invoices' customers and items, then build each invoice's body."""
         try:
             blocked = self.ensure_dependencies([inv for _, inv in pairs])
@@ -122,7 +124,11 @@ class Exporter(Component):
         writes: list[Write] = []
         for record, invoice in pairs:
             operation = "update" if record.qbo_id else "create"
-            body = None if invoice.pk in blocked else self.invoices.body(invoice, record)
+            body = (
+                None
+                if invoice.pk in blocked
+                else self.invoices.body(invoice, record, sparse=sparse)
+            )
             if body is None and self.ctx.dry_run and invoice.pk not in blocked:
                 writes.append((record, invoice, operation, {}))
             elif body is None:
@@ -173,7 +179,7 @@ class Exporter(Component):
 
     def _settle_write(self, adapter: EntityAdapter, record: SyncRecord, obj: dict) -> None:
         """QuickBooks saved ``obj`` from the portal's write: bind and agree on it."""
-        agreed = adapter.agreed_after_push(record, obj)
+        agreed = adapter.after_push(record, obj)
         self.binder.settle(
             record, obj, agreed=agreed, pushed=True, number=adapter.remote_number(obj)
         )
@@ -208,6 +214,7 @@ class Exporter(Component):
             except QBOError as exc:
                 result = exc
             self._settle_invoice(record, invoice, result)
+        self.invoices.flush()
 
     # --- customers and items ---------------------------------------------------------------
 
@@ -329,6 +336,7 @@ class Exporter(Component):
                 if operation == "create":
                     self.binder.claim(record, batch_ref(request_id, position))
             yield from self._send(chunk, adapter, request_id=request_id)
+            adapter.flush()  # once the caller has settled the chunk's answers
 
     def _send(self, chunk: list[Write], adapter: EntityAdapter, *, request_id: str):
         writes = [(operation, body) for _r, _l, operation, body in chunk]
@@ -391,3 +399,4 @@ class Exporter(Component):
                 )
                 self.log.outcome.created += 1
                 self._settle_write(adapter, record, result)
+            adapter.flush()

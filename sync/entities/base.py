@@ -37,9 +37,13 @@ class EntityAdapter:
     def neutral_qbo(self, obj: dict) -> dict:
         raise NotImplementedError
 
-    def agreed_after_push(self, record, obj: dict) -> dict:
-        """What both sides agree on once QuickBooks saved ``obj`` from the portal's write."""
+    def after_push(self, record, obj: dict) -> dict:
+        """QuickBooks saved ``obj`` from the portal's write: keep what its answer says about
+        the portal record, and return what both sides now agree on."""
         return self.neutral_qbo(obj)
+
+    def flush(self) -> None:
+        """Write what ``after_push`` kept for writing in bulk (at the end of a step)."""
 
     def remote_number(self, obj: dict) -> str | None:
         """The document number a binding keeps (None for kinds without one)."""

@@ -69,7 +69,12 @@ class InvoiceAdapter(EntityAdapter):
         """{kind: {portal id: record}} of what the invoices need bound in QuickBooks first."""
         return {
             "customer": {inv.customer_id: inv.customer for inv in invoices},
-            "item": {line.item_id: line.item for inv in invoices for line in inv.lines.all()},
+            "item": {
+                line.item_id: line.item
+                for inv in invoices
+                for line in inv.lines.all()
+                if line.item_id is not None
+            },
         }
 
     def dependency_ids(self, invoice: Invoice) -> tuple[str, dict[str, str]] | None:
@@ -80,6 +85,8 @@ class InvoiceAdapter(EntityAdapter):
             return None
         item_ids = {}
         for line in invoice.lines.all():
+            if line.item_id is None:
+                continue
             qbo_id = binder.qbo_id("item", line.item_id)
             if not qbo_id:
                 return None
@@ -87,14 +94,32 @@ class InvoiceAdapter(EntityAdapter):
             item_ids[f"name:{line.item.name}"] = qbo_id
         return customer_id, item_ids
 
-    def body(self, invoice: Invoice, record: SyncRecord | None = None) -> dict | None:
+    def body(
+        self, invoice: Invoice, record: SyncRecord | None = None, *, sparse: bool = False
+    ) -> dict | None:
         """The QuickBooks body for ``invoice`` (an update when ``record`` is bound); None
-        while its customer or items are not in QuickBooks."""
+        while its customer or items are not in QuickBooks.
+
+        ``sparse``: an update carries only the fields that changed since both sides last
+        agreed (the lines only when they changed), so nothing else is written.
+        """
         ids = self.dependency_ids(invoice)
         if ids is None:
             return None
+        neutral = self.neutral_local(invoice)
+        only = None
+        if sparse and record is not None and record.qbo_id and record.agreed:
+            sent = self.ctx.mapping.project(neutral, "to")
+            agreed = self.ctx.mapping.project(record.agreed, "to")
+            only = {name for name, value in sent.items() if agreed.get(name) != value}
+        stored = [(line.qbo_line_id, line.qbo_detail) for line in invoice.lines.all()]
         body = mapper.invoice_to_qbo(
-            self.neutral_local(invoice), self.ctx.mapping, customer_id=ids[0], item_ids=ids[1]
+            neutral,
+            self.ctx.mapping,
+            customer_id=ids[0],
+            item_ids=ids[1],
+            stored_lines=stored,
+            only=only,
         )
         if record is not None and record.qbo_id:
             body.update(version_ref(record.qbo_id, record.sync_token))
@@ -112,7 +137,7 @@ class InvoiceAdapter(EntityAdapter):
                 f"QuickBooks allows at most {DOC_NUMBER_MAX} in DocNumber. Shorten the "
                 "number, then retry."
             )
-        lines = list(invoice.lines.all())
+        lines = [line for line in invoice.lines.all() if line.kind != InvoiceLine.Kind.SUBTOTAL]
         if not lines:
             return (
                 "The invoice has no lines; QuickBooks needs at least one. Add a line, then retry."
@@ -149,23 +174,30 @@ class InvoiceAdapter(EntityAdapter):
         if len(invoice.customer_memo) > CUSTOMER_MEMO_MAX:
             return "The customer memo is longer than QuickBooks' 1000 characters. Shorten it."
         customers, items = self.ctx.adapter("customer"), self.ctx.adapter("item")
+        with_items = [line.item for line in lines if line.item_id is not None]
         return customers.preflight(invoice.customer) or next(
-            (items.preflight(line.item) for line in lines if items.preflight(line.item)), ""
+            (items.preflight(item) for item in with_items if items.preflight(item)), ""
         )
 
     # --- agreement -------------------------------------------------------------------------
 
-    def agreed_after_push(self, record: SyncRecord, obj: dict) -> dict:
-        """What both sides agree on after a push.
+    def after_push(self, record: SyncRecord, obj: dict) -> dict:
+        """What both sides agree on after a push, with QuickBooks' answer taken in.
 
-        QuickBooks fills some fields the portal left empty (DueDate from the terms, BillEmail
-        from the customer). For fields that flow back, its value is taken into the portal at
-        once, so neither side sees the other's default as a change; otherwise what was sent is
-        what both agree on.
+        The lines keep their QuickBooks ids and the invoice QuickBooks' totals (not for a
+        void: the portal keeps a void invoice's lines and totals for the record). QuickBooks
+        fills some fields the portal left empty (DueDate from the terms, BillEmail from the
+        customer); for fields that flow back, its value is taken into the portal at once, so
+        neither side sees the other's default as a change; otherwise what was sent is what
+        both agree on. One update of the invoice at most.
         """
         mapping = self.ctx.mapping
-        theirs = self.neutral_qbo(obj)
         invoice = record.invoice
+        theirs = self.neutral_qbo(obj)
+        changed = {}
+        if not theirs.get("void"):
+            self.local.take_lines(invoice, obj)
+            changed = self.local.totals(invoice, obj)
         sent = mapping.project(self.neutral_local(invoice), "to")
         absorbed = {}
         if self.ctx.config.two_way and not theirs.get("void"):
@@ -177,15 +209,15 @@ class InvoiceAdapter(EntityAdapter):
                     and theirs[name] not in (None, "")
                 ):
                     absorbed[name] = theirs[name]
-        if absorbed:
-            values = {
-                name: parse_date(value) if name.endswith("_date") else value
-                for name, value in absorbed.items()
-            }
-            Invoice.objects.filter(pk=invoice.pk).update(**values)
-            for name, value in values.items():
-                setattr(invoice, name, value)
+        for name, value in absorbed.items():
+            changed[name] = parse_date(value) if name.endswith("_date") else value
+            setattr(invoice, name, changed[name])
+        if changed:
+            Invoice.objects.filter(pk=invoice.pk).update(**changed)
         return {**theirs, **sent, **absorbed}
+
+    def flush(self) -> None:
+        self.local.flush()
 
     def agreed_after_pull(self, record: SyncRecord, invoice: Invoice, theirs: dict) -> dict:
         """What both sides agree on after QuickBooks' version was written into the portal:

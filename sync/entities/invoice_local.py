@@ -15,6 +15,7 @@ from django.utils import timezone
 from portal.models import Invoice, InvoiceLine, TaxRate
 from portal.money import ZERO, round_money
 from sync.context import SyncContext
+from sync.mappers.invoice import ITEM_LINE, invoice_lines, kept_line, line_kind
 
 TEXT_FIELDS = ("customer_memo", "private_note", "billing_email", "reference")
 DATE_FIELDS = ("issue_date", "due_date")
@@ -32,6 +33,10 @@ def parse_date(value) -> date | None:
     return datetime.strptime(str(value)[:10], "%Y-%m-%d").date()
 
 
+def _decimal(value) -> Decimal | None:
+    return None if value is None or value == "" else Decimal(str(value))
+
+
 class LocalApplyError(Exception):
     """QuickBooks' version could not be written into the portal; the message says why."""
 
@@ -39,6 +44,7 @@ class LocalApplyError(Exception):
 class LocalInvoiceWriter:
     def __init__(self, ctx: SyncContext):
         self.ctx = ctx
+        self._lines_to_save: list[InvoiceLine] = []
 
     def write(
         self, invoice: Invoice | None, obj: dict, theirs: dict, *, resolve: RefResolver
@@ -94,25 +100,67 @@ class LocalInvoiceWriter:
                     "Tax tab, then retry."
                 )
             rate = TaxRate.objects.get(pk=rate_id)
-        lines_qbo = [
-            line
-            for line in obj.get("Line") or []
-            if line.get("DetailType") == "SalesItemLineDetail"
-        ]
         invoice.lines.all().delete()
-        for position, (line, neutral_line) in enumerate(
-            zip(lines_qbo, flows["lines"], strict=True), start=1
-        ):
-            InvoiceLine.objects.create(
-                invoice=invoice,
-                position=position,
-                item=resolve("item", line["SalesItemLineDetail"].get("ItemRef")),
-                description=neutral_line["description"],
-                quantity=Decimal(neutral_line["quantity"]),
-                unit_price=Decimal(neutral_line["unit_price"]),
-                tax_rate=rate if neutral_line["taxable"] else None,
-            )
-        invoice.refresh_totals()
+        lines = []
+        for position, line in enumerate(invoice_lines(obj), start=1):
+            kind = line_kind(line)
+            values = {
+                "invoice": invoice,
+                "position": position,
+                "kind": kind,
+                "qbo_line_id": str(line.get("Id", "") or ""),
+                "qbo_detail": kept_line(line),
+                "description": (line.get("Description") or "")[:4000],
+                "amount": round_money(Decimal(str(line.get("Amount") or 0))),
+                "quantity": None,
+            }
+            if kind == InvoiceLine.Kind.ITEM:
+                detail = line.get(ITEM_LINE) or {}
+                item_ref = detail.get("ItemRef")
+                taxable = (detail.get("TaxCodeRef") or {}).get("value") == "TAX"
+                values.update(
+                    item=resolve("item", item_ref) if item_ref else None,
+                    quantity=_decimal(detail.get("Qty")),
+                    unit_price=_decimal(detail.get("UnitPrice")),
+                    tax_rate=rate if taxable else None,
+                )
+            lines.append(InvoiceLine(**values))
+        # Created as QuickBooks states them: amounts are QuickBooks' (save() is not called, so
+        # nothing is recomputed into another number).
+        InvoiceLine.objects.bulk_create(lines)
+        Invoice.objects.filter(pk=invoice.pk).update(**self.totals(invoice, obj))
+
+    def totals(self, invoice: Invoice, obj: dict) -> dict:
+        """QuickBooks' totals (``TotalAmt``, ``TxnTaxDetail.TotalTax``; the subtotal is the
+        total before tax), set on ``invoice``; returns those that changed, to be saved."""
+        if "TotalAmt" not in obj:
+            return {}
+        total = round_money(Decimal(str(obj["TotalAmt"])))
+        tax = round_money(Decimal(str((obj.get("TxnTaxDetail") or {}).get("TotalTax") or 0)))
+        changed = {}
+        for name, value in (("subtotal", total - tax), ("tax_total", tax), ("total", total)):
+            if getattr(invoice, name) != value:
+                setattr(invoice, name, value)
+                changed[name] = value
+        return changed
+
+    def take_lines(self, invoice: Invoice, obj: dict) -> None:
+        """After a push: each portal line keeps its QuickBooks Line.Id and the line as
+        QuickBooks now holds it (written in bulk by ``flush``)."""
+        theirs = invoice_lines(obj)
+        ours = list(invoice.lines.all())
+        if "Line" not in obj or len(theirs) != len(ours):
+            return
+        for local, line in zip(ours, theirs, strict=True):
+            kept, line_id = kept_line(line), str(line.get("Id", "") or "")
+            if (local.qbo_line_id, local.qbo_detail) != (line_id, kept):
+                local.qbo_line_id, local.qbo_detail = line_id, kept
+                self._lines_to_save.append(local)
+
+    def flush(self) -> None:
+        if self._lines_to_save:
+            InvoiceLine.objects.bulk_update(self._lines_to_save, ["qbo_line_id", "qbo_detail"])
+            self._lines_to_save = []
 
     def apply_payments(self, invoice: Invoice, obj: dict) -> None:
         """QuickBooks' Balance tells how much is paid; the status follows (never for voids).

@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from portal.money import round_money
 
-QUANTITY_PLACES = Decimal("0.0001")
+# Quantities and unit prices: QuickBooks keeps seven places (qbo-api.md section 13).
+QUANTITY_PLACES = Decimal("0.0000001")
 
 
 def number(value) -> str:
@@ -21,6 +22,11 @@ def number(value) -> str:
     d = Decimal(str(value)).quantize(QUANTITY_PLACES).normalize()
     text = format(d, "f")
     return "0" if text in ("-0", "") else text
+
+
+def optional_number(value) -> str | None:
+    """``number()``, or None where there is no value (an amount-only line's quantity)."""
+    return None if value is None or value == "" else number(value)
 
 
 def money(value) -> str:

@@ -8,11 +8,24 @@ item lines (``SalesItemLineDetail``).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sync.fieldmap import CUSTOM_PREFIX
-from sync.mappers.common import money, number, party, ref
+from sync.mappers.common import money, optional_number, party, ref
+
+# QuickBooks line kinds (``DetailType``) and the portal's names for them. Item lines are the
+# ones staff edit; the others are kept as QuickBooks holds them and sent back unchanged.
+ITEM_LINE = "SalesItemLineDetail"
+SUBTOTAL_LINE = "SubTotalLineDetail"
+KEPT_LINES = {
+    "DiscountLineDetail": "discount",
+    "GroupLineDetail": "bundle",
+    "DescriptionOnly": "description",
+}
+# Server-assigned per-line keys, not part of what a line says.
+LINE_KEYS_SERVER = ("Id", "LineNum")
 
 # Fields the tax code and the void flag follow: the tax code travels with the lines, and a
 # void always flows (it is how both sides say an invoice no longer counts).
@@ -83,17 +96,7 @@ def invoice_neutral_local(
         "billing_email": invoice.billing_email,
         "reference": invoice.reference,
         "currency": invoice.currency,
-        "lines": [
-            {
-                "item": party(item_ids.get(line.item_id), line.item.name),
-                "description": line.description,
-                "quantity": number(line.quantity),
-                "unit_price": number(line.unit_price),
-                "amount": money(line.amount),
-                "taxable": line.tax_rate_id is not None,
-            }
-            for line in lines
-        ],
+        "lines": [_local_line(line, item_ids) for line in lines if line.kind != "subtotal"],
     }
     neutral = {name: values[name] for name in mapping.mapped if name in values}
     if "lines" in neutral:
@@ -101,6 +104,65 @@ def invoice_neutral_local(
         neutral["tax_code"] = codes[0] if len(codes) == 1 else ",".join(codes)
     neutral["void"] = invoice.status == "void"
     return _void_form(neutral)
+
+
+def _local_line(line, item_ids: dict[int, str]) -> dict:
+    """A portal invoice line in the neutral form: item lines by their fields, other kinds by
+    the QuickBooks line they keep (so they compare equal while nobody changes them)."""
+    if line.kind == "subtotal":
+        return {"kind": "subtotal"}  # QuickBooks computes its amount
+    if line.kind != "item":
+        return {"kind": line.kind, "line": line.qbo_detail or {}}
+    return {
+        "item": party(item_ids.get(line.item_id), line.item.name) if line.item_id else "",
+        "description": line.description,
+        "quantity": optional_number(line.quantity),
+        "unit_price": optional_number(line.unit_price),
+        "amount": money(line.amount),
+        "taxable": line.tax_rate_id is not None,
+    }
+
+
+def kept_line(line: dict) -> dict:
+    """A QuickBooks line as the portal keeps it: without its server-assigned Id and LineNum
+    (at its level and its components'), the amount in cents."""
+    kept = {k: _plain_json(v) for k, v in line.items() if k not in LINE_KEYS_SERVER}
+    if "Amount" in kept and kept["Amount"] is not None:
+        kept["Amount"] = money(kept["Amount"])
+    group = kept.get("GroupLineDetail")
+    if isinstance(group, dict) and isinstance(group.get("Line"), list):
+        group["Line"] = [kept_line(part) for part in group["Line"]]
+    return kept
+
+
+def _plain_json(value):
+    """A copy with QuickBooks' numbers (read as Decimal) as JSON numbers, to be stored."""
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def invoice_lines(obj: dict) -> list[dict]:
+    """A QuickBooks invoice's lines as the accountant made them: without the subtotal line
+    QuickBooks adds at the end (its amount is the invoice's subtotal). Subtotal lines placed
+    between other lines are kept."""
+    lines = list(obj.get("Line") or [])
+    if lines and lines[-1].get("DetailType") == SUBTOTAL_LINE:
+        lines.pop()
+    return lines
+
+
+def line_kind(line: dict) -> str:
+    """The portal's kind for a QuickBooks line ("item", "discount", "bundle", "description",
+    "subtotal")."""
+    detail_type = line.get("DetailType")
+    if detail_type == SUBTOTAL_LINE:
+        return "subtotal"
+    return KEPT_LINES.get(detail_type, "item")
 
 
 def _void_form(neutral: dict) -> dict:
@@ -142,18 +204,23 @@ def invoice_neutral_qbo(
     }
     lines = []
     taxable_any = False
-    for line in obj.get("Line") or []:
-        if line.get("DetailType") != "SalesItemLineDetail":
+    for line in invoice_lines(obj):
+        kind = line_kind(line)
+        if kind == "subtotal":
+            lines.append({"kind": "subtotal"})
             continue
-        detail = line.get("SalesItemLineDetail") or {}
+        if kind != "item":
+            lines.append({"kind": kind, "line": kept_line(line)})
+            continue
+        detail = line.get(ITEM_LINE) or {}
         taxable = (detail.get("TaxCodeRef") or {}).get("value") == "TAX"
         taxable_any = taxable_any or taxable
         lines.append(
             {
                 "item": ref(detail.get("ItemRef")),
                 "description": line.get("Description", "") or "",
-                "quantity": number(detail.get("Qty", 0)),
-                "unit_price": number(detail.get("UnitPrice", 0)),
+                "quantity": optional_number(detail.get("Qty")),
+                "unit_price": optional_number(detail.get("UnitPrice")),
                 "amount": money(line.get("Amount", 0)),
                 "taxable": taxable,
             }
@@ -194,15 +261,28 @@ def invoice_to_qbo(
     *,
     customer_id: str,
     item_ids: dict[str, str],
+    stored_lines: list[tuple[str, dict | None]] | None = None,
+    only: set[str] | None = None,
 ) -> dict:
     """A QuickBooks Invoice body (without Id/SyncToken) for the fields that flow to QBO.
 
-    ``item_ids`` maps each line's neutral ``item`` to its QuickBooks id.
+    ``item_ids`` maps each line's neutral ``item`` to its QuickBooks id. ``stored_lines``
+    gives, for each neutral line in order, its QuickBooks ``Line.Id`` and the line as
+    QuickBooks last held it: lines of kinds the portal does not edit go back exactly so, and
+    item lines keep the QuickBooks fields the portal does not model (service date, class...).
+    ``only`` limits the body to the neutral fields named (a sparse update of what changed);
+    the lines go when "lines" or "tax_code" is named.
     """
-    body: dict = {"CustomerRef": {"value": customer_id}}
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    body: dict = {}
+    if wanted("customer"):
+        body["CustomerRef"] = {"value": customer_id}
     custom = []
     for name in mapping.mapped:
-        if not mapping.to_qbo(name) or name in ("customer", "lines"):
+        if not mapping.to_qbo(name) or name in ("customer", "lines") or not wanted(name):
             continue
         qbo_field = mapping.qbo_field(name)
         value = neutral.get(name)
@@ -225,21 +305,51 @@ def invoice_to_qbo(
             body["CurrencyRef"] = {"value": value}
     if custom:
         body["CustomField"] = custom
-    if mapping.to_qbo("lines"):
+    if mapping.to_qbo("lines") and (wanted("lines") or wanted("tax_code")):
+        lines = neutral.get("lines", [])
+        # A void invoice's neutral form has no lines (see _void_form); nothing to pair then.
+        if stored_lines is None or len(stored_lines) != len(lines):
+            stored_lines = [("", None)] * len(lines)
+        stored = stored_lines
         body["Line"] = [
-            {
-                "DetailType": "SalesItemLineDetail",
-                "Amount": float(Decimal(line["amount"])),
-                "Description": line["description"],
-                "SalesItemLineDetail": {
-                    "ItemRef": {"value": item_ids[line["item"]]},
-                    "Qty": float(Decimal(line["quantity"])),
-                    "UnitPrice": float(Decimal(line["unit_price"])),
-                    "TaxCodeRef": {"value": "TAX" if line["taxable"] else "NON"},
-                },
-            }
-            for line in neutral.get("lines", [])
+            _line_to_qbo(line, item_ids, line_id, kept)
+            for line, (line_id, kept) in zip(lines, stored, strict=True)
         ]
         if neutral.get("tax_code"):
             body["TxnTaxDetail"] = {"TxnTaxCodeRef": {"value": neutral["tax_code"]}}
     return body
+
+
+def _line_to_qbo(line: dict, item_ids: dict[str, str], line_id: str, kept: dict | None) -> dict:
+    if line.get("kind") == "subtotal":
+        out = {"DetailType": SUBTOTAL_LINE, SUBTOTAL_LINE: {}}
+    elif line.get("kind", "item") != "item":
+        out = copy.deepcopy(line["line"])
+    else:
+        out = copy.deepcopy(kept) if kept and kept.get("DetailType") == ITEM_LINE else {}
+        out["DetailType"] = ITEM_LINE
+        out["Amount"] = float(Decimal(line["amount"]))
+        out["Description"] = line["description"]
+        detail = out.setdefault(ITEM_LINE, {})
+        if line["item"]:
+            detail["ItemRef"] = {"value": item_ids[line["item"]]}
+        for key, value in (("Qty", line["quantity"]), ("UnitPrice", line["unit_price"])):
+            if value is None:
+                detail.pop(key, None)
+            else:
+                detail[key] = float(Decimal(value))
+        detail["TaxCodeRef"] = {"value": "TAX" if line["taxable"] else "NON"}
+    out = _wire_amounts(out)
+    if line_id:
+        out["Id"] = line_id
+    return out
+
+
+def _wire_amounts(line: dict) -> dict:
+    """Amounts kept as cents text go back to QuickBooks as numbers (components too)."""
+    if isinstance(line.get("Amount"), str):
+        line["Amount"] = float(Decimal(line["Amount"]))
+    group = line.get("GroupLineDetail")
+    if isinstance(group, dict) and isinstance(group.get("Line"), list):
+        group["Line"] = [_wire_amounts(part) for part in group["Line"]]
+    return line

@@ -115,6 +115,12 @@ class TaxRateAdmin(admin.ModelAdmin):
 
 
 class InvoiceLineFormSet(forms.BaseInlineFormSet):
+    def save_new(self, form, commit=True):
+        # A new line goes after the invoice's last line (pulled lines are numbered 1..n).
+        last = max((line.position for line in self.instance.lines.all()), default=0)
+        form.instance.position = last + 1
+        return super().save_new(form, commit=commit)
+
     def clean(self):
         super().clean()
         for form in self.forms:
@@ -130,9 +136,19 @@ class InvoiceLineInline(admin.TabularInline):
     form = InvoiceLineForm
     formset = InvoiceLineFormSet
     extra = 1
-    fields = ["kind", "item", "description", "quantity", "unit_price", "tax_rate", "amount"]
-    readonly_fields = ["kind", "amount"]
+    fields = ["line_kind", "item", "description", "quantity", "unit_price", "tax_rate", "amount"]
+    readonly_fields = ["line_kind", "amount"]
     autocomplete_fields = ["item"]
+
+    @admin.display(description="Kind")
+    def line_kind(self, line: InvoiceLine) -> str:
+        if line.pk is None or line.editable:
+            return line.get_kind_display()
+        return format_html(
+            '{}<div class="ll-note">From QuickBooks, kept as it is there; '
+            "edit it in QuickBooks.</div>",
+            line.get_kind_display(),
+        )
 
 
 def _queue(func: str, *args) -> None:

@@ -1,5 +1,7 @@
 """Admin forms for the invoicing records."""
 
+from decimal import Decimal
+
 from django import forms
 
 from portal.models import InvoiceLine
@@ -14,6 +16,11 @@ class InvoiceLineForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["unit_price"].required = False
         self.fields["unit_price"].help_text = "Leave empty to use the item's sales price."
+        for name in ("quantity", "unit_price"):
+            value = self.initial.get(name)
+            if value is not None:
+                # Seven places are kept; as many are shown as the value has (2, not 2.0000000).
+                self.initial[name] = format(Decimal(value).normalize(), "f")
         if not self.instance.editable:
             # Discounts, bundles, description and subtotal lines are kept as QuickBooks has
             # them and sent back unchanged; they are edited in QuickBooks.
@@ -22,6 +29,11 @@ class InvoiceLineForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        for name in ("quantity", "unit_price"):
+            value = self.initial.get(name)
+            if value is not None:
+                # Seven places are kept; as many are shown as the value has (2, not 2.0000000).
+                self.initial[name] = format(Decimal(value).normalize(), "f")
         if not self.instance.editable:
             return cleaned
         item = cleaned.get("item")

@@ -329,7 +329,8 @@ def _line_to_qbo(line: dict, item_ids: dict[str, str], line_id: str, kept: dict 
         out = copy.deepcopy(kept) if kept and kept.get("DetailType") == ITEM_LINE else {}
         out["DetailType"] = ITEM_LINE
         out["Amount"] = float(Decimal(line["amount"]))
-        out["Description"] = line["description"]
+        if line["description"] or "Description" in out:
+            out["Description"] = line["description"]
         detail = out.setdefault(ITEM_LINE, {})
         if line["item"]:
             detail["ItemRef"] = {"value": item_ids[line["item"]]}

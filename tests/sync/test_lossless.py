@@ -1,0 +1,216 @@
+"""Invoices as accountants make them in QuickBooks round-trip without changing the books.
+
+Each invoice of the corpus is made in the emulator over HTTP, pulled, then pushed (a) with no
+edit, (b) after a memo edit and (c) after a portal line edit. QuickBooks' totals and every line
+not edited must stay exactly as they were, (a) must write nothing, and the portal's totals must
+be QuickBooks' to the cent after each step.
+"""
+
+from decimal import Decimal
+
+import pytest
+
+from portal.models import Invoice, InvoiceLine
+from sync.models import SyncRecord
+
+
+def _item(qbo_ui, name):
+    return {"value": qbo_ui.find("Item", Name=name)["Id"], "name": name}
+
+
+def _sale(qbo_ui, item, amount, qty=None, price=None, taxable=False, description=""):
+    detail = {"ItemRef": _item(qbo_ui, item), "TaxCodeRef": {"value": "TAX" if taxable else "NON"}}
+    if qty is not None:
+        detail["Qty"] = qty
+    if price is not None:
+        detail["UnitPrice"] = price
+    line = {"DetailType": "SalesItemLineDetail", "Amount": amount, "SalesItemLineDetail": detail}
+    if description:
+        line["Description"] = description
+    return line
+
+
+def _discount(qbo_ui, *, percent=None, amount=None):
+    account = next(a for a in qbo_ui.rows("Account") if a.get("AccountType") == "Income")
+    detail = {"DiscountAccountRef": {"value": account["Id"]}}
+    if percent is not None:
+        detail.update(PercentBased=True, DiscountPercent=percent)
+    else:
+        detail["PercentBased"] = False
+    return {"DetailType": "DiscountLineDetail", "Amount": amount or 0, "DiscountLineDetail": detail}
+
+
+def _text(words):
+    return {"DetailType": "DescriptionOnly", "Description": words, "DescriptionLineDetail": {}}
+
+
+def _bundle(qbo_ui):
+    parts = [_sale(qbo_ui, "Design", 75, 1, 75), _sale(qbo_ui, "Hours", 45, 3, 15)]
+    return {
+        "DetailType": "GroupLineDetail",
+        "Amount": 120,
+        "Description": "Garden design package",
+        "GroupLineDetail": {"GroupItemRef": _item(qbo_ui, "Design"), "Quantity": 1, "Line": parts},
+    }
+
+
+def _tax(qbo_ui):
+    code = next(c for c in qbo_ui.rows("TaxCode") if c["Name"] == "California")
+    return {"TxnTaxCodeRef": {"value": code["Id"]}}
+
+
+# name -> (lines, extra invoice fields); every corpus invoice has an item line to edit.
+CORPUS = {
+    "amount-only line": lambda q: ([_sale(q, "Hours", 250)], {}),
+    "percent discount": lambda q: ([_sale(q, "Hours", 100, 2, 50), _discount(q, percent=10)], {}),
+    "amount discount": lambda q: ([_sale(q, "Design", 120, 3, 40), _discount(q, amount=15)], {}),
+    "description line between sales": lambda q: (
+        [_sale(q, "Hours", 100, 2, 50), _text("Work done on site"), _sale(q, "Design", 75, 1, 75)],
+        {},
+    ),
+    "bundle": lambda q: ([_bundle(q), _sale(q, "Hours", 30, 2, 15)], {}),
+    "seven-decimal unit price": lambda q: ([_sale(q, "Services", 100, 3, 33.3333333)], {}),
+    "credit line": lambda q: ([_sale(q, "Hours", 200, 4, 50), _sale(q, "Hours", -50, -1, 50)], {}),
+    "taxed lines": lambda q: (
+        [_sale(q, "Hours", 100, 2, 50, taxable=True), _sale(q, "Design", 75, 1, 75)],
+        {"TxnTaxDetail": _tax(q)},
+    ),
+    "discount before tax": lambda q: (
+        [_sale(q, "Hours", 200, 4, 50, taxable=True), _discount(q, percent=10)],
+        {"TxnTaxDetail": _tax(q), "ApplyTaxAfterDiscount": True},
+    ),
+    "everything at once": lambda q: (
+        [
+            _sale(q, "Hours", 100, 2, 50, taxable=True, description="Consulting"),
+            _text("Phase two"),
+            _bundle(q),
+            _sale(q, "Services", 80),
+            _discount(q, amount=20),
+        ],
+        {"TxnTaxDetail": _tax(q)},
+    ),
+    "zero invoice": lambda q: ([_sale(q, "Services", 0, 1, 0)], {}),
+}
+
+
+def _writes(qbo) -> list[dict]:
+    return [r for r in qbo.app.requests_log() if r.get("method") == "POST"]
+
+
+def _money(value) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def _totals(obj) -> tuple[Decimal, Decimal]:
+    return _money(obj["TotalAmt"]), _money((obj.get("TxnTaxDetail") or {}).get("TotalTax", 0))
+
+
+def _lines(obj) -> dict[str, dict]:
+    return {line["Id"]: line for line in obj["Line"] if line.get("Id")}
+
+
+def _assert_portal_has_qbo_totals(invoice, obj):
+    invoice.refresh_from_db()
+    total, tax = _totals(obj)
+    assert (invoice.total, invoice.tax_total) == (total, tax)
+
+
+@pytest.mark.parametrize("shape", list(CORPUS))
+def test_invoice_made_in_quickbooks_round_trips_unchanged(shape, run_sync, qbo_ui, qbo):
+    assert run_sync("pull").status == "done"
+    lines, extra = CORPUS[shape](qbo_ui)
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    made = qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7001",
+            "CustomerRef": {"value": customer["Id"]},
+            "TxnDate": "2026-11-20",
+            "Line": lines,
+            **extra,
+        },
+    )
+    run = run_sync("pull")
+    assert run.status == "done", run.message
+    invoice = Invoice.objects.get(number="7001")
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "synced", record.details
+    _assert_portal_has_qbo_totals(invoice, made)
+    kept = [line for line in made["Line"] if line["DetailType"] != "SubTotalLineDetail"]
+    assert invoice.lines.count() == len(kept)
+    assert [line.amount for line in invoice.lines.all()] == [
+        _money(x.get("Amount", 0)) for x in kept
+    ]
+
+    # (a) Nothing edited: nothing is written, either way.
+    qbo.app.clear_log()
+    for direction in ("push", "both"):
+        assert run_sync(direction).status == "done"
+    assert _writes(qbo) == []
+
+    # (b) Only the memo: QuickBooks' lines and totals stay exactly as they were.
+    Invoice.objects.filter(pk=invoice.pk).update(customer_memo="Thank you for your business")
+    assert run_sync("push").updated == 1
+    after = qbo_ui.find("Invoice", Id=made["Id"])
+    assert after["CustomerMemo"]["value"] == "Thank you for your business"
+    assert _totals(after) == _totals(made)
+    assert _lines(after) == _lines(made)
+    _assert_portal_has_qbo_totals(invoice, after)
+
+    # (c) One line's description in the portal: every other line is sent back as it was.
+    edited = invoice.lines.filter(kind=InvoiceLine.Kind.ITEM).first()
+    edited.description = "Edited in the portal"
+    edited.save()
+    assert run_sync("push").updated == 1
+    final = qbo_ui.find("Invoice", Id=made["Id"])
+    assert _totals(final) == _totals(made)
+    before_lines, final_lines = _lines(made), _lines(final)
+    assert set(final_lines) == set(before_lines), "lines were dropped or re-created"
+    for line_id, line in final_lines.items():
+        if line_id == edited.qbo_line_id:
+            assert line["Description"] == "Edited in the portal"
+            assert {k: v for k, v in line.items() if k != "Description"} == {
+                k: v for k, v in before_lines[line_id].items() if k != "Description"
+            }
+        else:
+            assert line == before_lines[line_id]
+    _assert_portal_has_qbo_totals(invoice, final)
+
+    # And it has converged: another sync writes nothing.
+    qbo.app.clear_log()
+    assert run_sync("both").status == "done"
+    assert _writes(qbo) == []
+
+
+def test_an_amount_only_line_keeps_quickbooks_amount(run_sync, qbo_ui):
+    run_sync("pull")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7100",
+            "CustomerRef": {"value": customer["Id"]},
+            "Line": [_sale(qbo_ui, "Hours", 250)],
+        },
+    )
+    run_sync("pull")
+    line = Invoice.objects.get(number="7100").lines.get()
+    assert (line.quantity, line.unit_price, line.amount) == (None, None, Decimal("250.00"))
+    assert Invoice.objects.get(number="7100").total == Decimal("250.00")
+
+
+def test_a_seven_decimal_price_is_kept_to_the_last_place(run_sync, qbo_ui):
+    run_sync("pull")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7101",
+            "CustomerRef": {"value": customer["Id"]},
+            "Line": [_sale(qbo_ui, "Services", 100, 3, 33.3333333)],
+        },
+    )
+    run_sync("pull")
+    line = Invoice.objects.get(number="7101").lines.get()
+    assert line.unit_price == Decimal("33.3333333")
+    assert line.amount == Decimal("100.00")

@@ -166,8 +166,9 @@ def _mapping_context(request, connection):
     if sub == "tax":
         mapped = sync_selectors.tax_mapping_codes(connection=connection)
         context["tax_codes"] = list(connection.tax_codes.filter(active=True))
+        mismatches = configuration.tax_rate_mismatches(connection=connection)
         context["tax_rows"] = [
-            {"rate": rate, "selected": mapped.get(rate.pk)}
+            {"rate": rate, "selected": mapped.get(rate.pk), "mismatch": mismatches.get(rate.pk)}
             for rate in TaxRate.objects.order_by("-active", "name")
         ]
     else:
@@ -395,6 +396,8 @@ def quickbooks_tax_mapping(request, admin_site):
             messages.warning(request, message)
         else:
             messages.success(request, message)
+        for warning in configuration.tax_rate_mismatches(connection=connection).values():
+            messages.warning(request, warning)
     return redirect(_tab_url("mapping", sub="tax"))
 
 

@@ -51,6 +51,25 @@ def tax_rates_unmapped(*, connection: Connection) -> list[TaxRate]:
     return list(TaxRate.objects.filter(active=True).exclude(pk__in=mapped))
 
 
+def tax_rate_mismatches(*, connection: Connection) -> dict[int, str]:
+    """{portal tax rate id: warning} for rates mapped to a QuickBooks tax code whose rate
+    differs: QuickBooks taxes those invoices at its own rate, so their totals would differ."""
+    warnings = {}
+    for mapping in TaxMapping.objects.filter(connection=connection).select_related(
+        "tax_rate", "tax_code"
+    ):
+        rate, code = mapping.tax_rate, mapping.tax_code
+        if code.rate_percent is None or code.rate_percent == rate.percent:
+            continue
+        ours, theirs = f"{rate.percent.normalize():f}%", f"{code.rate_percent.normalize():f}%"
+        warnings[rate.pk] = (
+            f"{rate.name} ({ours}) is mapped to {code.name} ({theirs}): QuickBooks taxes these "
+            f"invoices at {theirs}, the portal at {ours}, so their totals differ. Map a code "
+            "with the same rate, or correct the portal rate."
+        )
+    return warnings
+
+
 def configuration_get(*, connection: Connection) -> SyncConfiguration:
     """The connection's configuration, unsaved with the defaults when none was saved yet."""
     try:

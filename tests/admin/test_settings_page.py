@@ -207,6 +207,27 @@ def test_tax_mapping_saves_and_highlights_unmapped(client, login, connection, ta
     assert f'<tr class="ll-unmapped" id="tax-row-{tax_setup["other"].pk}">' in page
 
 
+def test_tax_mapping_to_a_code_of_another_rate_saves_and_warns_with_both_rates(
+    client, login, connection, tax_setup
+):
+    login(SYNC_ADMINISTRATORS)
+    response = client.post(
+        reverse("admin:quickbooks_tax_mapping"),
+        {f"tax-{tax_setup['other'].pk}": tax_setup["code"].pk},
+        follow=True,
+    )
+    warning = (
+        "Nevada (6.85%) is mapped to California (8%): QuickBooks taxes these invoices at 8%, "
+        "the portal at 6.85%, so their totals differ. Map a code with the same rate, or correct "
+        "the portal rate."
+    )
+    assert warning in _messages(response)
+    assert TaxMapping.objects.get(connection=connection).tax_rate == tax_setup["other"]
+    page = response.content.decode()
+    assert f'id="tax-mismatch-{tax_setup["other"].pk}">{warning}</div>' in page
+    assert f'id="tax-mismatch-{tax_setup["rate"].pk}"' not in page
+
+
 def test_tax_mapping_refuses_a_code_of_another_company(client, login, connection, tax_setup):
     login(SYNC_ADMINISTRATORS)
     response = client.post(

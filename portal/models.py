@@ -275,6 +275,17 @@ class InvoiceLine(models.Model):
         return f"{self.quantity.normalize():f} x {self.item}"
 
     def save(self, *args, **kwargs) -> None:
+        if (
+            self.kind == self.Kind.ITEM
+            and self.unit_price is None
+            and self.quantity not in (None, 0)
+            and self.amount
+        ):
+            # A quantity given to an amount-only line: the rate follows from the amount, as
+            # QuickBooks works it out (qbo-api.md section 13).
+            self.unit_price = (Decimal(self.amount) / Decimal(self.quantity)).quantize(
+                Decimal("0.0000001")
+            )
         computed = self.compute_amount()
         if computed is not None:
             self.amount = computed

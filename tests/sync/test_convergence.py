@@ -42,6 +42,34 @@ def _portal_step(rng, make_invoice, counter):
         invoice.save()
 
 
+def _extra_line(rng, qbo_ui):
+    """A line of a kind the portal keeps as QuickBooks has it, or an amount-only sale."""
+    kind = rng.choice(["discount", "text", "amount only"])
+    if kind == "discount":
+        account = next(a for a in qbo_ui.rows("Account") if a.get("AccountType") == "Income")
+        return {
+            "DetailType": "DiscountLineDetail",
+            "Amount": 0,
+            "DiscountLineDetail": {
+                "PercentBased": True,
+                "DiscountPercent": rng.choice([5, 10]),
+                "DiscountAccountRef": {"value": account["Id"]},
+            },
+        }
+    if kind == "text":
+        return {
+            "DetailType": "DescriptionOnly",
+            "Description": f"note {rng.randint(1, 99)}",
+            "DescriptionLineDetail": {},
+        }
+    item = qbo_ui.find("Item", Name="Hours")
+    return {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": rng.randint(1, 9) * 10,
+        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}, "TaxCodeRef": {"value": "NON"}},
+    }
+
+
 def _qbo_step(rng, qbo_ui, counter):
     invoices = [
         r
@@ -49,35 +77,40 @@ def _qbo_step(rng, qbo_ui, counter):
         if r.get("status") != "Deleted" and r.get("TotalAmt") not in (0, "0", 0.0)
     ]
     action = rng.choice(
-        ["create", "memo", "note", "void", "delete", "pay"] if invoices else ["create"]
+        ["create", "memo", "note", "void", "delete", "pay", "extra line"]
+        if invoices
+        else ["create"]
     )
     if action == "create":
         counter["q"] += 1
         cust = qbo_ui.find("Customer", DisplayName=rng.choice(CUSTOMERS[3:]))
         item = qbo_ui.find("Item", Name="Hours")
         qty = rng.randint(1, 4)
+        line = {
+            "DetailType": "SalesItemLineDetail",
+            "Amount": qty * 50,
+            "SalesItemLineDetail": {
+                "ItemRef": {"value": item["Id"]},
+                "Qty": qty,
+                "UnitPrice": 50,
+                "TaxCodeRef": {"value": "NON"},
+            },
+        }
+        if rng.random() < 0.3:  # an amount-only line, as QuickBooks allows
+            del line["SalesItemLineDetail"]["Qty"], line["SalesItemLineDetail"]["UnitPrice"]
+        lines = [line] + [_extra_line(rng, qbo_ui) for _ in range(rng.randint(0, 2))]
         qbo_ui.create(
             "Invoice",
-            {
-                "DocNumber": f"Q-{counter['q']}",
-                "CustomerRef": {"value": cust["Id"]},
-                "Line": [
-                    {
-                        "DetailType": "SalesItemLineDetail",
-                        "Amount": qty * 50,
-                        "SalesItemLineDetail": {
-                            "ItemRef": {"value": item["Id"]},
-                            "Qty": qty,
-                            "UnitPrice": 50,
-                            "TaxCodeRef": {"value": "NON"},
-                        },
-                    }
-                ],
-            },
+            {"DocNumber": f"Q-{counter['q']}", "CustomerRef": {"value": cust["Id"]}, "Line": lines},
         )
         return
     obj = rng.choice(invoices)
-    if action == "memo":
+    if action == "extra line":
+        # The accountant adds a discount, a text line or an amount-only line to an invoice.
+        kept = [line for line in obj["Line"] if line["DetailType"] != "SubTotalLineDetail"]
+        if not any(line["DetailType"] == "DiscountLineDetail" for line in kept):
+            qbo_ui.update("Invoice", {"Id": obj["Id"], "Line": [*kept, _extra_line(rng, qbo_ui)]})
+    elif action == "memo":
         qbo_ui.update(
             "Invoice",
             {"Id": obj["Id"], "CustomerMemo": {"value": f"qbo memo {rng.randint(1, 999)}"}},

@@ -575,8 +575,13 @@ def dashboard_context(request) -> dict:
         for value, label in SyncRecord.Status.choices
     ]
     context["attention"] = sync_selectors.invoices_needing_attention(connection=connection)
-    context["attention_total"] = by_status.get(SyncRecord.Status.FAILED, 0) + by_status.get(
-        SyncRecord.Status.CONFLICT, 0
+    context["attention_total"] = sum(
+        by_status.get(status, 0)
+        for status in (
+            SyncRecord.Status.FAILED,
+            SyncRecord.Status.CONFLICT,
+            SyncRecord.Status.DIFFERS,
+        )
     )
     context["config"] = config
     context["last_run"] = sync_selectors.last_run(connection=connection)

@@ -130,15 +130,17 @@ class Binder:
         agreed: dict | None,
         pushed: bool,
         number: str | None = None,
+        differs: str = "",
     ) -> None:
         """A write or read succeeded: keep QuickBooks' Id and SyncToken (and DocNumber as
-        ``number``), what both sides agree on, and mark the binding synced."""
+        ``number``), what both sides agree on, and mark the binding synced, or *totals
+        differ* with the reason ``differs`` when QuickBooks' totals are not the portal's."""
         record.qbo_id = object_id(obj) or record.qbo_id
         record.sync_token = sync_token(obj) or record.sync_token
         if number is not None:
             record.qbo_doc_number = number
-        record.status = S.SYNCED
-        record.details = ""
+        record.status = S.DIFFERS if differs else S.SYNCED
+        record.details = differs
         record.error_code = record.error_element = record.intuit_tid = ""
         record.uncertain = False
         record.request_id = ""
@@ -153,6 +155,15 @@ class Binder:
             record.last_pulled_at = timezone.now()
         record.save()
         self.remember(record)
+
+    def recheck(self, record: SyncRecord, differs: str) -> None:
+        """Totals checked again without a write: synced, or still differing (``differs``)."""
+        status = S.DIFFERS if differs else S.SYNCED
+        if (record.status, record.details) != (status, differs):
+            record.status, record.details = status, differs
+            record.save(update_fields=["status", "details", "updated_at"])
+            if not differs:
+                self.log.event(record, "checked", f"{record.label}: totals agree again.")
 
     def fail(self, record: SyncRecord, reason: str, *, error: Exception | None = None) -> None:
         """Mark ``record`` failed with ``reason``; retried on the backoff schedule when

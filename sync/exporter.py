@@ -21,6 +21,7 @@ from integrations.quickbooks.backend import (
     new_request_id,
     object_id,
     parse_batch_ref,
+    sync_token,
     version_ref,
 )
 from integrations.quickbooks.errors import (
@@ -58,6 +59,7 @@ class Exporter(Component):
         records = self.binder.invoice_records([inv.pk for inv in invoices])
         to_write: list[Pair] = []
         voids: list[Pair] = []
+        recheck: list[Pair] = []
         for invoice in invoices:
             record = records.get(invoice.pk)
             if record is not None:
@@ -69,10 +71,11 @@ class Exporter(Component):
                 agreed = record.agreed or {}
                 sent = self.ctx.mapping.project(neutral, "to")
                 unchanged = sent == self.ctx.mapping.project(agreed, "to")
-                if (unchanged and record.status in (S.SYNCED, S.SKIPPED) and not force) or (
-                    neutral["void"] and agreed.get("void")
-                ):
+                settled = record.status in (S.SYNCED, S.DIFFERS, S.SKIPPED) and not force
+                if (unchanged and settled) or (neutral["void"] and agreed.get("void")):
                     self.log.outcome.unchanged += 1
+                    if record.status == S.DIFFERS:
+                        recheck.append((record, invoice))
                 elif neutral["void"]:
                     voids.append((record, invoice))
                 else:
@@ -98,7 +101,25 @@ class Exporter(Component):
             if self._settle_invoice(record, invoice, result):
                 stale.append((record, invoice))
             self.log.progress(done=1)
+        self._recheck(recheck)
         return stale
+
+    def _recheck(self, pairs: list[Pair]) -> None:
+        """Invoices whose totals differed and that nobody changed: read QuickBooks' version
+        and check again (a corrected rate or mapping clears it; nothing is written)."""
+        if not pairs or self.ctx.dry_run:
+            return
+        objs = {
+            object_id(obj): obj
+            for obj in self.ctx.backend.read_ids(
+                self.invoices.qbo_entity, [r.qbo_id for r, _ in pairs]
+            )
+        }
+        for record, _invoice in pairs:
+            obj = objs.get(record.qbo_id)
+            # A newer QuickBooks version is the pull's to read; its SyncToken must not move.
+            if obj is not None and sync_token(obj) == record.sync_token:
+                self.binder.recheck(record, self.invoices.differences(record, obj))
 
     def _check(self, record, invoice, neutral, to_write: list[Pair]) -> None:
         reason = self.invoices.preflight(invoice, neutral)
@@ -181,7 +202,12 @@ class Exporter(Component):
         """QuickBooks saved ``obj`` from the portal's write: bind and agree on it."""
         agreed = adapter.after_push(record, obj)
         self.binder.settle(
-            record, obj, agreed=agreed, pushed=True, number=adapter.remote_number(obj)
+            record,
+            obj,
+            agreed=agreed,
+            pushed=True,
+            number=adapter.remote_number(obj),
+            differs=adapter.differences(record, obj),
         )
 
     def push_updates(self, pairs: list[Pair]) -> None:

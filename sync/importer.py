@@ -198,7 +198,7 @@ class Importer(Component):
             elif record is None or record.invoice_id is None:
                 if not (first_date and self.invoices.remote_date(obj) < first_date.isoformat()):
                     self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
-            elif record.sync_token == sync_token(obj) and record.status == S.SYNCED:
+            elif record.sync_token == sync_token(obj) and record.status in (S.SYNCED, S.DIFFERS):
                 self.log.outcome.unchanged += 1
             else:
                 to_push += self.reconcile(record, record.invoice, obj)
@@ -323,7 +323,12 @@ class Importer(Component):
             self.log.outcome.updated += 1
             self.log.event(record, "pulled", f"Invoice {invoice.number} updated from QuickBooks.")
         self.binder.settle(
-            record, obj, agreed=agreed, pushed=False, number=self.invoices.remote_number(obj)
+            record,
+            obj,
+            agreed=agreed,
+            pushed=False,
+            number=self.invoices.remote_number(obj),
+            differs=self.invoices.differences(record, obj),
         )
         self.invoices.local.apply_payments(invoice, obj)
 

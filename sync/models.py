@@ -133,6 +133,9 @@ class SyncRecord(models.Model):
         NOT_SYNCED = "not_synced", "Not synced"
         PENDING = "pending", "Pending"
         SYNCED = "synced", "Synced"
+        # Written or read, and agreed field by field, but QuickBooks computes another total
+        # than the portal's own rates would (the details say by how much and why).
+        DIFFERS = "differs", "Totals differ"
         FAILED = "failed", "Failed"
         CONFLICT = "conflict", "Conflict"
         SKIPPED = "skipped", "Skipped"

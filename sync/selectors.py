@@ -76,10 +76,12 @@ def invoice_status_counts(*, connection: Connection) -> dict[str, int]:
 
 
 def invoices_needing_attention(*, connection: Connection, limit: int = 10) -> list[SyncRecord]:
-    """The latest failed or held invoice bindings."""
+    """The latest failed, held or differing invoice bindings."""
     return list(
         SyncRecord.objects.filter(
-            connection=connection, object_type="invoice", status__in=[S.FAILED, S.CONFLICT]
+            connection=connection,
+            object_type="invoice",
+            status__in=[S.FAILED, S.CONFLICT, S.DIFFERS],
         )
         .select_related("invoice")
         .order_by("-updated_at")[:limit]

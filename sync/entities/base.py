@@ -42,6 +42,10 @@ class EntityAdapter:
         the portal record, and return what both sides now agree on."""
         return self.neutral_qbo(obj)
 
+    def differences(self, record, obj: dict) -> str:
+        """Why QuickBooks' figures for ``obj`` are not the portal's own, or "" (they are)."""
+        return ""
+
     def flush(self) -> None:
         """Write what ``after_push`` kept for writing in bulk (at the end of a step)."""
 

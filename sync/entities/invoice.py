@@ -4,10 +4,13 @@ request, sent with their customer and items bound first, and written back into t
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db.models import Prefetch
 
 from integrations.quickbooks.backend import version_ref
 from portal.models import Invoice, InvoiceLine
+from portal.money import round_money
 from sync.entities.base import EntityAdapter
 from sync.entities.invoice_local import LocalInvoiceWriter, parse_date
 from sync.fieldmap import CUSTOM_FIELD_MAX, CUSTOM_PREFIX, CUSTOMER_MEMO_MAX, DOC_NUMBER_MAX
@@ -218,6 +221,39 @@ class InvoiceAdapter(EntityAdapter):
 
     def flush(self) -> None:
         self.local.flush()
+
+    def differences(self, record: SyncRecord, obj: dict) -> str:
+        """Why QuickBooks' totals for ``obj`` are not what the portal's own rates make them,
+        or "": QuickBooks taxes the invoice at another rate than the portal rate on its lines
+        (a tax mapping whose rates differ). Amounts in the invoice's currency. QuickBooks' tax
+        base (``NetAmountTaxable``) already counts discounts, so only the rates are compared.
+        """
+        invoice = record.invoice
+        tax = obj.get("TxnTaxDetail") or {}
+        details = [t.get("TaxLineDetail") or {} for t in tax.get("TaxLine") or []]
+        if invoice is None or not details or mapper.qbo_is_void(obj):
+            return ""
+        rates = {line.tax_rate for line in invoice.lines.all() if line.tax_rate_id}
+        if len(rates) != 1:
+            return ""
+        rate = rates.pop()
+        theirs = sum((Decimal(str(d.get("TaxPercent") or 0)) for d in details), Decimal(0))
+        if theirs == rate.percent:
+            return ""
+        base = round_money(Decimal(str(details[0].get("NetAmountTaxable") or 0)))
+        their_tax = round_money(Decimal(str(tax.get("TotalTax") or 0)))
+        our_tax = round_money(base * rate.percent / 100)
+        gap = their_tax - our_tax
+        total = round_money(Decimal(str(obj.get("TotalAmt") or 0)))
+        ours_pct, theirs_pct = f"{rate.percent.normalize():f}%", f"{theirs.normalize():f}%"
+        return (
+            f"QuickBooks taxes this invoice at {theirs_pct} ({their_tax} on {base}); the portal "
+            f"rate {rate.name} is {ours_pct} ({our_tax}), so QuickBooks' total {total} is "
+            f"{abs(gap)} {'more' if gap > 0 else 'less'} than the portal's rate makes it. The "
+            f"invoice shows QuickBooks' figures. Map {rate.name} to a QuickBooks tax code of "
+            f"{ours_pct} on the Mapping > Tax tab, or correct the portal rate; the next sync "
+            "checks it again."
+        )
 
     def agreed_after_pull(self, record: SyncRecord, invoice: Invoice, theirs: dict) -> dict:
         """What both sides agree on after QuickBooks' version was written into the portal:

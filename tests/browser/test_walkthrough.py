@@ -51,7 +51,7 @@ def invoice_status(screen, number: str) -> str:
 
 
 def test_walkthrough(screen, staff, qbo_live, qbo_ui, records):
-    from portal.models import Invoice
+    from portal.models import Invoice, TaxRate
 
     page = screen.page
     admin = staff(SYNC_ADMINISTRATORS, username="alex", with_totp=True)
@@ -210,19 +210,33 @@ def test_walkthrough(screen, staff, qbo_live, qbo_ui, records):
     assert "not mapped" in page.inner_text("#qbo-invoice-details")
     screen.shot("17-invoice-failed-details")
 
+    # The only QuickBooks code for Tucson taxes at 7.6%: mapping it warns with both rates,
+    # and the invoice is sent but says its totals differ, with QuickBooks' figures shown.
     screen.visit("/admin/quickbooks/?tab=mapping&sub=tax")
     row = page.locator("#qbo-tax-table tbody tr", has_text="Tucson City")
     row.locator("select").select_option(label="Tucson (7.6%)")
     screen.click("#qbo-save-tax")
     assert "Tax mapping saved: 2 mapped." in screen.messages(), screen.messages()
+    assert "QuickBooks taxes these invoices at 7.6%, the portal at 0.5%" in screen.messages()
 
     invoice = Invoice.objects.get(number="INV-2002")
     screen.visit(f"/admin/portal/invoice/{invoice.pk}/change/")
     screen.click("#qbo-invoice-retry")
+    assert page.inner_text("#qbo-invoice-status") == "Totals differ", page.inner_text("#qbo-panel")
+    assert "QuickBooks taxes this invoice at 7.6%" in page.inner_text("#qbo-invoice-details")
+    assert page.locator(".field-total .readonly").inner_text().strip() == "295.91"
+    assert qbo_ui.find("Invoice", DocNumber="INV-2002") is not None
+
+    # The portal rate was wrong: corrected, the next sync checks again and the invoice is synced.
+    rate = TaxRate.objects.get(name="Tucson City")
+    screen.visit(f"/admin/portal/taxrate/{rate.pk}/change/")
+    page.fill("#id_percent", "7.6")
+    screen.click("input[name=_save]")
+    screen.visit(f"/admin/portal/invoice/{invoice.pk}/change/")
+    screen.click("#qbo-invoice-sync")
     assert page.inner_text("#qbo-invoice-status") == "Synced", page.inner_text("#qbo-panel")
     screen.shot("18-invoice-retried")
     screen.shot("invoice-390px", narrow=True)
-    assert qbo_ui.find("Invoice", DocNumber="INV-2002") is not None
 
     # 12. The dashboard: connection health, counts by status, the outcomes of the last 30 days.
     screen.visit("/admin/")

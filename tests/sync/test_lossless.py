@@ -214,3 +214,76 @@ def test_a_seven_decimal_price_is_kept_to_the_last_place(run_sync, qbo_ui):
     line = Invoice.objects.get(number="7101").lines.get()
     assert line.unit_price == Decimal("33.3333333")
     assert line.amount == Decimal("100.00")
+
+
+def _map_tucson(ready, percent):
+    from integrations.models import QuickBooksTaxCode
+    from portal.models import TaxRate
+    from sync.models import TaxMapping
+
+    rate = TaxRate.objects.create(name="Tucson City", percent=Decimal(percent))
+    code = QuickBooksTaxCode.objects.get(connection=ready, name="Tucson")
+    TaxMapping.objects.create(connection=ready, tax_rate=rate, tax_code=code)
+    return rate
+
+
+def test_a_rate_quickbooks_taxes_differently_is_flagged_not_synced(
+    ready, run_sync, make_invoice, qbo_ui, qbo
+):
+    rate = _map_tucson(ready, "0.5")
+    invoice = make_invoice(number="T-1", lines=[("Rock Fountain", 1, "500.00", False)])
+    line = invoice.lines.get()
+    line.tax_rate = rate
+    line.save()
+    invoice.refresh_totals()
+    assert invoice.total == Decimal("502.50")
+
+    run_sync("push")
+
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "differs"
+    assert record.get_status_display() == "Totals differ"
+    assert record.details.startswith(
+        "QuickBooks taxes this invoice at 7.6% (38.00 on 500.00); the portal rate Tucson City "
+        "is 0.5% (2.50), so QuickBooks' total 538.00 is 35.50 more than the portal's rate "
+        "makes it."
+    )
+    assert "Map Tucson City to a QuickBooks tax code of 0.5%" in record.details
+    invoice.refresh_from_db()
+    assert (invoice.tax_total, invoice.total) == (Decimal("38.00"), Decimal("538.00"))
+
+    # Nothing changed: the next sync writes nothing and still says so.
+    qbo.app.clear_log()
+    run_sync("both")
+    assert _writes(qbo) == []
+    assert SyncRecord.objects.get(invoice=invoice).status == "differs"
+
+    # The portal rate is corrected: the next sync checks again and clears it, writing nothing.
+    rate.percent = Decimal("7.6")
+    rate.save()
+    run_sync("push")
+    record.refresh_from_db()
+    assert (record.status, record.details) == ("synced", "")
+    assert _writes(qbo) == []
+
+
+def test_a_pulled_invoice_taxed_at_another_rate_is_flagged(ready, run_sync, qbo_ui):
+    _map_tucson(ready, "0.5")
+    run_sync("pull")
+    code = next(c for c in qbo_ui.rows("TaxCode") if c["Name"] == "Tucson")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7300",
+            "CustomerRef": {"value": customer["Id"]},
+            "Line": [_sale(qbo_ui, "Hours", 500, 10, 50, taxable=True)],
+            "TxnTaxDetail": {"TxnTaxCodeRef": {"value": code["Id"]}},
+        },
+    )
+    run_sync("pull")
+    invoice = Invoice.objects.get(number="7300")
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "differs", record.details
+    assert "7.6%" in record.details and "Tucson City is 0.5%" in record.details
+    assert invoice.total == Decimal("538.00")

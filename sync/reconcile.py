@@ -1,4 +1,5 @@
-"""Reconciliation: are the portal's invoices and QuickBooks' the same, by mapped fields?"""
+"""Reconciliation: are the portal's invoices and QuickBooks' the same, by mapped fields,
+lines, totals and tax?"""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass, field
 
 from integrations.models import Connection
 from sync.entities.invoice import invoices_for_push
+from sync.mappers.common import money
+from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord, SyncRun
 from sync.runtime import context_for
 
@@ -37,6 +40,21 @@ class ReconcileReport:
         return "\n".join(lines) + "\n"
 
 
+def _totals_local(invoice) -> dict:
+    """The portal's total and tax, compared with QuickBooks' (not for a void: QuickBooks zeroes
+    a void invoice, the portal keeps its figures for the record)."""
+    if invoice.status == "void":
+        return {}
+    return {"total": money(invoice.total), "tax": money(invoice.tax_total)}
+
+
+def _totals_qbo(obj: dict) -> dict:
+    if qbo_is_void(obj):
+        return {}
+    tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax") or 0
+    return {"total": money(obj.get("TotalAmt") or 0), "tax": money(tax)}
+
+
 def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
     """Read every QuickBooks invoice and compare it with its portal invoice; changes nothing."""
     run = SyncRun(connection=connection, trigger="command", direction="pull")
@@ -61,8 +79,11 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
             report.only_portal.append((invoice.number, why))
             continue
         seen.add(obj["Id"])
-        ours = invoices.neutral_local(invoice)
-        theirs = invoices.neutral_qbo(obj)
+        ours = {**invoices.neutral_local(invoice), **_totals_local(invoice)}
+        theirs = {**invoices.neutral_qbo(obj), **_totals_qbo(obj)}
+        if record.status == SyncRecord.Status.DIFFERS:
+            # QuickBooks taxes at another rate than the portal's (the record says how).
+            ours["tax rate"], theirs["tax rate"] = record.details, ""
         differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differing:
             report.differing.append((invoice.number, differing))

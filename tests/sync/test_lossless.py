@@ -287,3 +287,25 @@ def test_a_pulled_invoice_taxed_at_another_rate_is_flagged(ready, run_sync, qbo_
     assert record.status == "differs", record.details
     assert "7.6%" in record.details and "Tucson City is 0.5%" in record.details
     assert invoice.total == Decimal("538.00")
+
+
+def test_reconcile_compares_totals_and_tax_not_only_mapped_fields(ready, run_sync, make_invoice):
+    from sync.reconcile import reconcile_report
+
+    rate = _map_tucson(ready, "0.5")
+    invoice = make_invoice(number="T-2", lines=[("Rock Fountain", 1, "500.00", False)])
+    line = invoice.lines.get()
+    line.tax_rate = rate
+    line.save()
+    make_invoice(number="T-3")
+    run_sync("push")
+    # Someone changed a portal total behind the sync's back.
+    Invoice.objects.filter(number="T-3").update(total=Decimal("1.00"))
+
+    report = reconcile_report(connection=ready)
+
+    differing = dict(report.differing)
+    assert differing["T-2"] == ["tax rate"]
+    assert differing["T-3"] == ["total"]
+    assert "QuickBooks taxes this invoice at 7.6%" in report.render()
+    assert "total: portal '1.00' / QuickBooks '324.00'" in report.render()

@@ -8,12 +8,25 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, validate_email
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from portal.money import ZERO, round_money
+
+
+def validate_email_list(value: str) -> None:
+    """Each comma-separated address must be an email address; names the one that is not."""
+    for address in (part.strip() for part in value.split(",")):
+        if not address:
+            continue
+        try:
+            validate_email(address)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{address!r} is not an email address. Separate several addresses with commas."
+            ) from exc
 
 
 def default_currency() -> str:
@@ -159,11 +172,22 @@ class Invoice(TimestampedModel):
     due_date = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     currency = models.CharField(max_length=3, default=default_currency)
+    # Home-currency units per unit of ``currency``, as QuickBooks states it (multicurrency).
+    exchange_rate = models.DecimalField(
+        max_digits=20, decimal_places=10, null=True, blank=True, editable=False
+    )
     customer_memo = models.TextField(
         blank=True, max_length=1000, help_text="Shown to the customer."
     )
     private_note = models.TextField(blank=True, max_length=4000, help_text="Internal only.")
-    billing_email = models.EmailField(blank=True)
+    # QuickBooks' BillEmail holds several addresses separated by commas, 100 characters at
+    # most (qbo-api.md section 13); the portal accepts the same.
+    billing_email = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_email_list],
+        help_text="One address, or several separated by commas.",
+    )
     reference = models.CharField(
         "reference / PO number",
         max_length=100,

@@ -26,6 +26,12 @@ def _fields(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+CURRENCY_NAMES = {
+    "USD": "United States Dollar",
+    "EUR": "Euro",
+    "GBP": "British Pound Sterling",
+    "CAD": "Canadian Dollar",
+}
 COMMON_FIELDS = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "status"})
 ALLOWED_FIELDS: dict[str, frozenset[str]] = {
     "Customer": _fields(
@@ -423,8 +429,42 @@ class Company:
         if self._name_taken(entity, key, value, own_id):
             raise errors.duplicate_name(entity)
 
-    def _currency(self, out: dict) -> None:
-        out.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+    def _currency(self, out: dict, customer: dict | None = None) -> None:
+        """The object's currency, as QuickBooks sets it (qbo-api.md section 13).
+
+        With multicurrency off, only the home currency is accepted. With it on, a
+        transaction's currency must be its customer's, and it carries ``ExchangeRate`` (home
+        units per foreign unit). The fault code for a foreign currency without multicurrency
+        is UNCONFIRMED: the emulator answers 6000 (business validation). QuickBooks fills a
+        missing exchange rate from its own rate service; the emulator has none, so a foreign
+        transaction without one is refused (UNCONFIRMED; the stricter choice).
+        """
+        prefs = self.realm.singleton("Preferences").get("CurrencyPrefs") or {}
+        home = str((prefs.get("HomeCurrency") or {}).get("value") or "USD")
+        given = out.get("CurrencyRef") if isinstance(out.get("CurrencyRef"), dict) else {}
+        currency = str(given.get("value") or "") or home
+        if customer is not None and prefs.get("MultiCurrencyEnabled"):
+            own = str((customer.get("CurrencyRef") or {}).get("value") or home)
+            if currency != own:
+                raise errors.business(
+                    f"The currency of the transaction ({currency}) must match the currency of "
+                    f"the customer ({own}).",
+                    "CurrencyRef",
+                )
+        if currency != home and not prefs.get("MultiCurrencyEnabled"):
+            raise errors.business(
+                f"Multicurrency is not enabled for this company; {currency} cannot be used "
+                f"(the home currency is {home}).",
+                "CurrencyRef",
+            )
+        out["CurrencyRef"] = {"value": currency, "name": CURRENCY_NAMES.get(currency, currency)}
+        if customer is None:
+            return
+        if currency == home:
+            if prefs.get("MultiCurrencyEnabled"):
+                out["ExchangeRate"] = 1
+        elif out.get("ExchangeRate") in (None, ""):
+            raise errors.required("ExchangeRate")
 
     # -- Customer ---------------------------------------------------------------------
 
@@ -715,7 +755,7 @@ class Company:
             out["BillEmail"] = {"Address": customer["PrimaryEmailAddr"]["Address"]}
         if out.get("CustomField"):
             out["CustomField"] = self._custom_fields(out["CustomField"])
-        self._currency(out)
+        self._currency(out, customer)
         out.setdefault("EmailStatus", "NotSet")
         out.setdefault("PrintStatus", "NotSet")
         out.setdefault("ApplyTaxAfterDiscount", False)

@@ -78,8 +78,13 @@ class LocalInvoiceWriter:
             Invoice.objects.filter(number=flows["number"]).exclude(pk=invoice.pk).exists()
         ):
             invoice.number = flows["number"]
-        if flows.get("currency"):
-            invoice.currency = flows["currency"]
+        # QuickBooks' currency and exchange rate, whatever the field mapping says: an invoice
+        # is never taken into the portal in a currency guessed from the portal's default.
+        currency = str((obj.get("CurrencyRef") or {}).get("value") or "")
+        if currency:
+            invoice.currency = currency
+        if obj.get("ExchangeRate") not in (None, ""):
+            invoice.exchange_rate = Decimal(str(obj["ExchangeRate"]))
         if theirs.get("void"):
             invoice.status = Invoice.Status.VOID
         elif invoice.status == Invoice.Status.DRAFT and created:

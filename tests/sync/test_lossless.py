@@ -90,6 +90,30 @@ CORPUS = {
         {"TxnTaxDetail": _tax(q)},
     ),
     "zero invoice": lambda q: ([_sale(q, "Services", 0, 1, 0)], {}),
+    "discount after tax": lambda q: (
+        [_sale(q, "Hours", 200, 4, 50, taxable=True), _discount(q, amount=25)],
+        {"TxnTaxDetail": _tax(q), "ApplyTaxAfterDiscount": False},
+    ),
+    "several billing emails": lambda q: (
+        [_sale(q, "Hours", 100, 2, 50)],
+        {"BillEmail": {"Address": "ap@amysbirds.example, owner@amysbirds.example"}},
+    ),
+    "high-precision quantity and amount-only mix": lambda q: (
+        [_sale(q, "Hours", 12.35, 0.247, 50), _sale(q, "Design", 99.99)],
+        {},
+    ),
+    "long description and service fields": lambda q: (
+        [
+            {
+                **_sale(q, "Services", 150, 1, 150, description="Pruning, " * 400),
+                "SalesItemLineDetail": {
+                    **_sale(q, "Services", 150, 1, 150)["SalesItemLineDetail"],
+                    "ServiceDate": "2026-11-18",
+                },
+            }
+        ],
+        {},
+    ),
 }
 
 
@@ -309,3 +333,74 @@ def test_reconcile_compares_totals_and_tax_not_only_mapped_fields(ready, run_syn
     assert differing["T-3"] == ["total"]
     assert "QuickBooks taxes this invoice at 7.6%" in report.render()
     assert "total: portal '1.00' / QuickBooks '324.00'" in report.render()
+
+
+def test_a_foreign_currency_invoice_keeps_its_currency_and_rate(ready, run_sync, qbo_ui, qbo):
+    prefs = qbo_ui.rows("Preferences")[0]
+    qbo_ui.update(
+        "Preferences",
+        {
+            "Id": prefs["Id"],
+            "CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "USD"}},
+        },
+    )
+    customer = qbo_ui.create(
+        "Customer", {"DisplayName": "Euro Gardens GmbH", "CurrencyRef": {"value": "EUR"}}
+    )
+    run_sync("pull")
+    made = qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7400",
+            "CustomerRef": {"value": customer["Id"]},
+            "CurrencyRef": {"value": "EUR"},
+            "ExchangeRate": 1.0825,
+            "Line": [_sale(qbo_ui, "Hours", 100, 2, 50)],
+        },
+    )
+    run_sync("pull")
+    invoice = Invoice.objects.get(number="7400")
+    # Taken from QuickBooks although the Currency field is not mapped by default.
+    assert (invoice.currency, invoice.exchange_rate) == ("EUR", Decimal("1.0825"))
+    assert invoice.total == Decimal("100.00")
+    qbo.app.clear_log()
+    run_sync("both")
+    assert _writes(qbo) == []
+    Invoice.objects.filter(pk=invoice.pk).update(customer_memo="Danke")
+    run_sync("push")
+    after = qbo_ui.find("Invoice", Id=made["Id"])
+    assert (after["CurrencyRef"]["value"], after["ExchangeRate"]) == ("EUR", made["ExchangeRate"])
+    assert _lines(after) == _lines(made)
+
+
+def test_quickbooks_without_multicurrency_refuses_a_foreign_invoice(qbo_ui):
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    body = {
+        "CustomerRef": {"value": customer["Id"]},
+        "CurrencyRef": {"value": "EUR"},
+        "Line": [_sale(qbo_ui, "Hours", 100, 2, 50)],
+    }
+    with pytest.raises(AssertionError, match="Multicurrency is not enabled"):
+        qbo_ui.create("Invoice", body)
+
+
+def test_a_void_invoice_made_in_quickbooks_is_void_in_the_portal_and_left_alone(
+    run_sync, qbo_ui, qbo
+):
+    run_sync("pull")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    made = qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7500",
+            "CustomerRef": {"value": customer["Id"]},
+            "Line": [_sale(qbo_ui, "Hours", 100, 2, 50)],
+        },
+    )
+    run_sync("pull")
+    qbo_ui.void("Invoice", made["Id"])
+    run_sync("pull")
+    assert Invoice.objects.get(number="7500").status == "void"
+    qbo.app.clear_log()
+    run_sync("both")
+    assert _writes(qbo) == []

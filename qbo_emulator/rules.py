@@ -815,7 +815,27 @@ class Company:
                 subtotal += amount
                 if is_taxable:
                     taxable += amount
-            elif kind == "GroupLineDetail" and line.get("Amount") is not None:
+            elif kind == "GroupLineDetail":
+                # A bundle's amount is the sum of its component lines, which are checked as
+                # sales lines (qbo-api.md section 13; JSON shape UNCONFIRMED beyond the XSD).
+                group = line.setdefault("GroupLineDetail", {})
+                parts = group.get("Line") or []
+                if parts:
+                    amount = Decimal(0)
+                    for part in parts:
+                        if part.get("DetailType") != "SalesItemLineDetail":
+                            raise errors.unsupported_property(
+                                "DetailType",
+                                "GroupLineDetail.Line",
+                                "A bundle holds product or service lines only",
+                            )
+                        part_amount, part_taxable = self._sales_item_line(part, txn_date)
+                        amount += part_amount
+                        if part_taxable:
+                            taxable += part_amount
+                    line["Amount"] = wire_number(amount)
+                elif line.get("Amount") is None:
+                    raise errors.required("Line.Amount")
                 subtotal += cents(money(line["Amount"], "Line.Amount"))
             elif kind == "DescriptionOnly":
                 line_num += 1

@@ -46,21 +46,7 @@ def invoice_page(emulator, request: Request) -> Response:
         return Response.html(
             PAGE.format(title="Not found", company=escape(company), content=content), status=404
         )
-    rows = []
-    for line in invoice.get("Line") or []:
-        detail = line.get("SalesItemLineDetail")
-        if detail is None:
-            continue
-        rows.append(
-            "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td>"
-            "<td class=num>{}</td></tr>".format(
-                escape(str((detail.get("ItemRef") or {}).get("name", ""))),
-                escape(str(line.get("Description", ""))),
-                escape(str(detail.get("Qty", ""))),
-                escape(str(detail.get("UnitPrice", ""))),
-                escape(str(line.get("Amount", ""))),
-            )
-        )
+    rows = [_line_row(line) for line in invoice.get("Line") or []]
     tax = (invoice.get("TxnTaxDetail") or {}).get("TotalTax", 0)
     memo = (invoice.get("CustomerMemo") or {}).get("value", "")
     content = (
@@ -79,3 +65,50 @@ def invoice_page(emulator, request: Request) -> Response:
     )
     title = f"Invoice {invoice.get('DocNumber') or invoice['Id']}"
     return Response.html(PAGE.format(title=escape(title), company=escape(company), content=content))
+
+
+# How QuickBooks' invoice screen labels the line kinds that are not products or services.
+LINE_LABELS = {
+    "DiscountLineDetail": "Discount",
+    "SubTotalLineDetail": "Subtotal",
+    "DescriptionOnly": "",
+}
+
+
+def _line_row(line: dict) -> str:
+    """One row of the invoice page for any kind of line (bundles with their components)."""
+    kind = line.get("DetailType", "")
+    detail = line.get(kind) or {}
+    if kind == "SalesItemLineDetail":
+        cells = (
+            (detail.get("ItemRef") or {}).get("name", ""),
+            line.get("Description", ""),
+            detail.get("Qty", ""),
+            detail.get("UnitPrice", ""),
+            line.get("Amount", ""),
+        )
+    elif kind == "GroupLineDetail":
+        cells = (
+            (detail.get("GroupItemRef") or {}).get("name", "Bundle"),
+            line.get("Description", ""),
+            detail.get("Quantity", ""),
+            "",
+            line.get("Amount", ""),
+        )
+    elif kind == "DiscountLineDetail":
+        percent = detail.get("DiscountPercent") if detail.get("PercentBased") else None
+        label = f"Discount {percent}%" if percent is not None else "Discount"
+        cells = (label, line.get("Description", ""), "", "", f"-{line.get('Amount', '')}")
+    else:
+        cells = (LINE_LABELS.get(kind, kind), line.get("Description", ""), "", "", "")
+        if kind == "SubTotalLineDetail":
+            cells = (*cells[:4], line.get("Amount", ""))
+    row = (
+        "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td>"
+        "<td class=num>{}</td></tr>"
+    )
+    html = row.format(*(escape(str(cell)) for cell in cells))
+    if kind == "GroupLineDetail":
+        for part in detail.get("Line") or []:
+            html += _line_row(part).replace("<td>", "<td>&nbsp;&nbsp;", 1)
+    return html

@@ -320,3 +320,41 @@ def test_transactions_share_one_id_sequence(qbo):
     assert created["Id"] not in payment_ids
     invoice_ids = {row["Id"] for row in qbo.rows("Invoice")}
     assert not invoice_ids & payment_ids
+
+
+def test_a_bundle_is_the_sum_of_its_components_and_the_page_shows_every_line(qbo):
+    import requests
+
+    item = qbo.service_item()
+    bundle = {
+        "DetailType": "GroupLineDetail",
+        "Amount": 1,  # QuickBooks sums the components, whatever the client says
+        "Description": "Starter package",
+        "GroupLineDetail": {
+            "GroupItemRef": {"value": item["Id"]},
+            "Quantity": 1,
+            "Line": [sales_line(item, qty=2, price=30), sales_line(item, qty=1, price=15)],
+        },
+    }
+    discount = {
+        "DetailType": "DiscountLineDetail",
+        "Amount": 0,
+        "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": 10},
+    }
+    text = {
+        "DetailType": "DescriptionOnly",
+        "Description": "Thank you",
+        "DescriptionLineDetail": {},
+    }
+    invoice = qbo.invoice(lines=[bundle, text, discount])
+
+    assert invoice["Line"][0]["Amount"] == 75.0
+    assert invoice["Line"][2]["Amount"] == 7.5
+    assert invoice["TotalAmt"] == 67.5
+    page = requests.get(
+        f"{qbo.emulator.base_url}/app/invoice",
+        params={"txnId": invoice["Id"], "realmId": qbo.realm_id},
+        timeout=5,
+    ).text
+    for shown in ("Starter package", "Thank you", "Discount 10%", "-7.5", "75.0"):
+        assert shown in page, shown

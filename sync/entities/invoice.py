@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db.models import Prefetch
 
 from integrations.quickbooks.backend import version_ref
-from portal.models import Invoice, InvoiceLine
+from portal.models import Invoice, InvoiceLine, default_currency
 from portal.money import round_money
 from sync.entities.base import EntityAdapter
 from sync.entities.invoice_local import LocalInvoiceWriter, parse_date
@@ -176,6 +176,14 @@ class InvoiceAdapter(EntityAdapter):
                     )
         if len(invoice.customer_memo) > CUSTOMER_MEMO_MAX:
             return "The customer memo is longer than QuickBooks' 1000 characters. Shorten it."
+        if invoice.currency != default_currency() and not mapping.to_qbo("currency"):
+            # Sent without its currency, QuickBooks would book it in the home currency.
+            return (
+                f"The invoice is in {invoice.currency}, and the Currency field is not mapped, "
+                "so QuickBooks would record it in its home currency. Map Currency to "
+                "CurrencyRef on the Mapping > Invoices tab (with multicurrency on in "
+                "QuickBooks), or correct the invoice's currency, then retry."
+            )
         customers, items = self.ctx.adapter("customer"), self.ctx.adapter("item")
         with_items = [line.item for line in lines if line.item_id is not None]
         return customers.preflight(invoice.customer) or next(

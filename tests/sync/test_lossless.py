@@ -404,3 +404,17 @@ def test_a_void_invoice_made_in_quickbooks_is_void_in_the_portal_and_left_alone(
     qbo.app.clear_log()
     run_sync("both")
     assert _writes(qbo) == []
+
+
+def test_a_portal_invoice_in_another_currency_is_not_sent_as_home_currency(
+    run_sync, make_invoice, qbo_ui
+):
+    invoice = make_invoice(number="E-1", currency="EUR")
+    run_sync("push")
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "failed"
+    assert record.details.startswith(
+        "The invoice is in EUR, and the Currency field is not mapped, so QuickBooks would "
+        "record it in its home currency."
+    )
+    assert qbo_ui.find("Invoice", DocNumber="E-1") is None

@@ -12,20 +12,12 @@ back to the caller, which lets the importer compare both versions.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
-
 from integrations.quickbooks.backend import (
-    batch_ref,
-    chunks,
-    new_request_id,
     object_id,
-    parse_batch_ref,
     sync_token,
     version_ref,
 )
 from integrations.quickbooks.errors import (
-    ConnectionFailedError,
     NotFoundError,
     QBOError,
     ReconnectRequired,
@@ -34,19 +26,17 @@ from integrations.quickbooks.errors import (
 )
 from portal.models import Invoice
 from sync.context import Pair
-from sync.entities.base import EntityAdapter, NameListAdapter
-from sync.entities.invoice import invoices_for_push, lines_prefetch
+from sync.entities.base import NameListAdapter
+from sync.entities.invoice import invoices_for_push
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
-from sync.runtime import Component
+from sync.writer import BatchWriter, Write
 
 S = SyncRecord.Status
 NOT_READY = "Its customer or items are not in QuickBooks yet; retry."
-# (binding, portal record, operation, body)
-Write = tuple[SyncRecord, object, str, dict]
 
 
-class Exporter(Component):
+class Exporter(BatchWriter):
     # --- invoices --------------------------------------------------------------------------
 
     def push_invoices(
@@ -60,6 +50,7 @@ class Exporter(Component):
         to_write: list[Pair] = []
         voids: list[Pair] = []
         recheck: list[Pair] = []
+        stale: list[Pair] = []
         for invoice in invoices:
             record = records.get(invoice.pk)
             if record is not None:
@@ -78,6 +69,10 @@ class Exporter(Component):
                         recheck.append((record, invoice))
                 elif neutral["void"]:
                     voids.append((record, invoice))
+                elif self._lines_unknown(invoice, sent, agreed):
+                    # Synced before lines kept their QuickBooks ids: QuickBooks' version is
+                    # read and compared first, so no line of its own is dropped.
+                    stale.append((record, invoice))
                 else:
                     self._check(record, invoice, neutral, to_write)
                 continue
@@ -96,13 +91,19 @@ class Exporter(Component):
         self.log.progress(total=len(to_write) + len(voids))
         writes = self._bodies(to_write, sparse=not force)
         writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
-        stale = []
         for record, invoice, result in self.write_batch(writes, self.invoices):
             if self._settle_invoice(record, invoice, result):
                 stale.append((record, invoice))
             self.log.progress(done=1)
         self._recheck(recheck)
         return stale
+
+    def _lines_unknown(self, invoice: Invoice, sent: dict, agreed: dict) -> bool:
+        """Whether the lines would be sent while none of them knows its QuickBooks line."""
+        agreed_to = self.ctx.mapping.project(agreed, "to")
+        lines_change = any(sent.get(k) != agreed_to.get(k) for k in ("lines", "tax_code"))
+        lines = list(invoice.lines.all())
+        return lines_change and bool(lines) and not any(line.qbo_line_id for line in lines)
 
     def _recheck(self, pairs: list[Pair]) -> None:
         """Invoices whose totals differed and that nobody changed: read QuickBooks' version
@@ -197,18 +198,6 @@ class Exporter(Component):
         self._settle_write(self.invoices, record, result)
         self.invoices.local.apply_payments(invoice, result)
         return False
-
-    def _settle_write(self, adapter: EntityAdapter, record: SyncRecord, obj: dict) -> None:
-        """QuickBooks saved ``obj`` from the portal's write: bind and agree on it."""
-        agreed = adapter.after_push(record, obj)
-        self.binder.settle(
-            record,
-            obj,
-            agreed=agreed,
-            pushed=True,
-            number=adapter.remote_number(obj),
-            differs=adapter.differences(record, obj),
-        )
 
     def push_updates(self, pairs: list[Pair]) -> None:
         """Send the portal's version of invoices the importer decided to push (the portal
@@ -341,88 +330,3 @@ class Exporter(Component):
         return self.ctx.backend.find_by_names(
             adapter.qbo_entity, adapter.qbo_name_field, [adapter.label(x) for x in locals_]
         )
-
-    # --- batched writes --------------------------------------------------------------------
-
-    def write_batch(self, writes: list[Write], adapter: EntityAdapter) -> Iterator:
-        """Send ``writes`` in batches; yields (binding, record, saved object, fault or None).
-
-        Each create's binding is claimed with its batch's requestid and position before the
-        batch is sent; a dry run only plans.
-        """
-        for chunk in chunks(writes):
-            if self.ctx.dry_run:
-                for _record, local, operation, _body in chunk:
-                    self.log.plan(f"{operation} {adapter.kind} {adapter.label(local)}")
-                    yield _record, local, None
-                continue
-            self.log.checkpoint()
-            request_id = new_request_id()
-            for position, (record, _local, operation, _body) in enumerate(chunk):
-                if operation == "create":
-                    self.binder.claim(record, batch_ref(request_id, position))
-            yield from self._send(chunk, adapter, request_id=request_id)
-            adapter.flush()  # once the caller has settled the chunk's answers
-
-    def _send(self, chunk: list[Write], adapter: EntityAdapter, *, request_id: str):
-        writes = [(operation, body) for _r, _l, operation, body in chunk]
-        try:
-            results = self.ctx.backend.write_batch(
-                adapter.qbo_entity, writes, request_id=request_id
-            )
-        except ConnectionFailedError as exc:
-            reason = describe(exc, kind=adapter.kind)
-            for record, local, operation, _body in chunk:
-                if operation == "create":
-                    self.binder.mark_uncertain(record, reason)
-                else:
-                    yield record, local, exc
-            return
-        except ReconnectRequired:
-            raise
-        except QBOError as exc:
-            for record, local, _operation, _body in chunk:
-                yield record, local, exc
-            return
-        for (record, local, _operation, _body), result in zip(chunk, results, strict=True):
-            yield record, local, result
-
-    def replay_uncertain(self) -> None:
-        """Settle creates whose answer never came, by sending their batch again with the same
-        ``requestid`` (QuickBooks answers with the first result, writing nothing twice)."""
-        groups: dict[str, list[tuple[int, SyncRecord]]] = defaultdict(list)
-        for record in (
-            SyncRecord.objects.filter(connection=self.ctx.connection, uncertain=True)
-            .exclude(request_id="")
-            .select_related("invoice__customer", "customer", "item")
-            .prefetch_related(lines_prefetch("invoice__lines"))
-        ):
-            request_id, position = parse_batch_ref(record.request_id)
-            groups[request_id].append((position, record))
-        for request_id, members in groups.items():
-            members.sort(key=lambda pair: pair[0])
-            adapter = self.ctx.adapter(members[0][1].object_type)
-            chunk = []
-            for _position, record in members:
-                local = record.local_object
-                body = adapter.body(local)
-                if body is not None:
-                    chunk.append((record, local, "create", body))
-            if self.ctx.dry_run:
-                for record, *_ in chunk:
-                    self.log.plan(f"settle {record.object_type} {record.label}")
-                continue
-            self.log.checkpoint()
-            for record, local, result in self._send(chunk, adapter, request_id=request_id):
-                if isinstance(result, Exception):
-                    self.binder.fail(record, describe(result, kind=adapter.kind), error=result)
-                    continue
-                self.log.event(
-                    record,
-                    "settled",
-                    f"{adapter.label(local)}: the earlier write was confirmed by replaying "
-                    "its request; no duplicate was made.",
-                )
-                self.log.outcome.created += 1
-                self._settle_write(adapter, record, result)
-            adapter.flush()

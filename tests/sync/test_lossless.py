@@ -418,3 +418,45 @@ def test_a_portal_invoice_in_another_currency_is_not_sent_as_home_currency(
         "record it in its home currency."
     )
     assert qbo_ui.find("Invoice", DocNumber="E-1") is None
+
+
+@pytest.mark.parametrize("rule", ["hold", "qbo_wins"])
+def test_lines_synced_before_they_kept_quickbooks_ids_are_compared_before_any_is_sent(
+    rule, ready, run_sync, qbo_ui, qbo
+):
+    from sync.models import SyncConfiguration
+
+    SyncConfiguration.objects.update_or_create(connection=ready, defaults={"conflict_rule": rule})
+    run_sync("pull")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    made = qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7600",
+            "CustomerRef": {"value": customer["Id"]},
+            "Line": [_sale(qbo_ui, "Hours", 100, 2, 50), _discount(qbo_ui, percent=10)],
+        },
+    )
+    run_sync("pull")
+    # As an older Ledgerlink left it: only item lines, no QuickBooks line ids.
+    invoice = Invoice.objects.get(number="7600")
+    invoice.lines.exclude(kind=InvoiceLine.Kind.ITEM).delete()
+    invoice.lines.update(qbo_line_id="", qbo_detail=None)
+    record = SyncRecord.objects.get(invoice=invoice)
+    record.agreed["lines"] = [line for line in record.agreed["lines"] if "kind" not in line]
+    record.save()
+    line = invoice.lines.get()
+    line.quantity = Decimal("3")
+    line.save()
+
+    run_sync("push")
+
+    after = qbo_ui.find("Invoice", Id=made["Id"])
+    kinds = [x["DetailType"] for x in after["Line"]]
+    record.refresh_from_db()
+    if rule == "hold":
+        assert record.status == "conflict"
+        assert _lines(after) == _lines(made), "QuickBooks' discount must not be dropped"
+    else:
+        assert "DiscountLineDetail" in kinds
+        assert invoice.lines.filter(kind=InvoiceLine.Kind.DISCOUNT).exists()

@@ -123,7 +123,7 @@ class Exporter(BatchWriter):
                 self.binder.recheck(record, self.invoices.differences(record, obj))
 
     def _check(self, record, invoice, neutral, to_write: list[Pair]) -> None:
-        reason = self.invoices.preflight(invoice, neutral)
+        reason = self.invoices.preflight(invoice, neutral, bound=bool(record.qbo_id))
         if reason:
             self.binder.fail(record, reason)
         else:

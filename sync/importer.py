@@ -239,6 +239,8 @@ class Importer(Component):
             if not self.ctx.dry_run:
                 record.sync_token = token
                 record.save(update_fields=["sync_token", "updated_at"])
+                # Nothing mapped changed, but QuickBooks' figures may have (a tax setting).
+                self.invoices.local.save_totals(invoice, obj)
                 self.invoices.local.apply_payments(invoice, obj)
             return [(record, invoice)] if decision.push_after else []
         if action == Action.PUSH_OURS:

@@ -130,8 +130,10 @@ class InvoiceAdapter(EntityAdapter):
 
     # --- checks ----------------------------------------------------------------------------
 
-    def preflight(self, invoice: Invoice, neutral: dict) -> str:
-        """What QuickBooks would refuse, in plain words with the fix; "" when fine."""
+    def preflight(self, invoice: Invoice, neutral: dict, *, bound: bool = False) -> str:
+        """What QuickBooks would refuse, in plain words with the fix; "" when fine.
+
+        ``bound``: QuickBooks has the invoice already (its currency is QuickBooks' own)."""
         mapping = self.ctx.mapping
         to_doc_number = mapping.to_qbo("number") and mapping.qbo_field("number") == "DocNumber"
         if to_doc_number and len(invoice.number) > DOC_NUMBER_MAX:
@@ -176,7 +178,7 @@ class InvoiceAdapter(EntityAdapter):
                     )
         if len(invoice.customer_memo) > CUSTOMER_MEMO_MAX:
             return "The customer memo is longer than QuickBooks' 1000 characters. Shorten it."
-        if invoice.currency != default_currency() and not mapping.to_qbo("currency"):
+        if invoice.currency != default_currency() and not mapping.to_qbo("currency") and not bound:
             # Sent without its currency, QuickBooks would book it in the home currency.
             return (
                 f"The invoice is in {invoice.currency}, and the Currency field is not mapped, "
@@ -270,7 +272,12 @@ class InvoiceAdapter(EntityAdapter):
         agreed_old = record.agreed or {}
         ours_after = self.neutral_local(invoice)
         from_qbo = self.ctx.mapping.project(theirs, "from")
-        return {
+        agreed = {
             name: theirs[name] if name in from_qbo else agreed_old.get(name, ours_after.get(name))
             for name in set(theirs) | set(ours_after)
         }
+        if "number" in theirs and not theirs["number"]:
+            # QuickBooks has no number for it; the one the portal made up (QBO-<Id>) is the
+            # portal's own and is never written into QuickBooks by itself.
+            agreed["number"] = ours_after.get("number", "")
+        return agreed

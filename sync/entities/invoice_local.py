@@ -15,7 +15,7 @@ from django.utils import timezone
 from portal.models import Invoice, InvoiceLine, TaxRate
 from portal.money import ZERO, round_money
 from sync.context import SyncContext
-from sync.mappers.invoice import ITEM_LINE, invoice_lines, kept_line, line_kind
+from sync.mappers.invoice import ITEM_LINE, invoice_lines, kept_line, line_kind, qbo_is_void
 
 TEXT_FIELDS = ("customer_memo", "private_note", "billing_email", "reference")
 DATE_FIELDS = ("issue_date", "due_date")
@@ -31,6 +31,10 @@ def parse_date(value) -> date | None:
     if isinstance(value, date):
         return value
     return datetime.strptime(str(value)[:10], "%Y-%m-%d").date()
+
+
+def _money(value) -> Decimal:
+    return round_money(Decimal(str(value or 0)))
 
 
 def _decimal(value) -> Decimal | None:
@@ -116,7 +120,7 @@ class LocalInvoiceWriter:
                 "qbo_line_id": str(line.get("Id", "") or ""),
                 "qbo_detail": kept_line(line),
                 "description": (line.get("Description") or "")[:4000],
-                "amount": round_money(Decimal(str(line.get("Amount") or 0))),
+                "amount": _money(line.get("Amount")),
                 "quantity": None,
             }
             if kind == InvoiceLine.Kind.ITEM:
@@ -149,6 +153,14 @@ class LocalInvoiceWriter:
                 changed[name] = value
         return changed
 
+    def save_totals(self, invoice: Invoice, obj: dict) -> None:
+        """QuickBooks' totals for ``invoice``, saved when they changed (not for a void)."""
+        if qbo_is_void(obj):
+            return
+        changed = self.totals(invoice, obj)
+        if changed:
+            Invoice.objects.filter(pk=invoice.pk).update(**changed)
+
     def take_lines(self, invoice: Invoice, obj: dict) -> None:
         """After a push: each portal line keeps its QuickBooks Line.Id and the line as
         QuickBooks now holds it (written in bulk by ``flush``)."""
@@ -158,13 +170,17 @@ class LocalInvoiceWriter:
             return
         for local, line in zip(ours, theirs, strict=True):
             kept, line_id = kept_line(line), str(line.get("Id", "") or "")
-            if (local.qbo_line_id, local.qbo_detail) != (line_id, kept):
-                local.qbo_line_id, local.qbo_detail = line_id, kept
+            # QuickBooks works out the lines it keeps (a percent discount of a new subtotal).
+            amount = local.amount if local.editable else _money(line.get("Amount"))
+            if (local.qbo_line_id, local.qbo_detail, local.amount) != (line_id, kept, amount):
+                local.qbo_line_id, local.qbo_detail, local.amount = line_id, kept, amount
                 self._lines_to_save.append(local)
 
     def flush(self) -> None:
         if self._lines_to_save:
-            InvoiceLine.objects.bulk_update(self._lines_to_save, ["qbo_line_id", "qbo_detail"])
+            InvoiceLine.objects.bulk_update(
+                self._lines_to_save, ["qbo_line_id", "qbo_detail", "amount"]
+            )
             self._lines_to_save = []
 
     def apply_payments(self, invoice: Invoice, obj: dict) -> None:

@@ -96,7 +96,7 @@ def invoice_neutral_local(
         "billing_email": invoice.billing_email,
         "reference": invoice.reference,
         "currency": invoice.currency,
-        "lines": [_local_line(line, item_ids) for line in lines if line.kind != "subtotal"],
+        "lines": [_local_line(line, item_ids) for line in lines],
     }
     neutral = {name: values[name] for name in mapping.mapped if name in values}
     if "lines" in neutral:

@@ -2,11 +2,16 @@
 
 A pure decision from three neutral forms (ours, theirs and what both last agreed on), the field
 mapping and the configured rule; no I/O. The importer carries the decision out.
+
+Changes are merged field by field: what only QuickBooks changed is taken into the portal, what
+only the portal changed is sent to QuickBooks. The rule decides only the fields both sides
+changed to different values (a *clash*): hold the invoice for review, or let one side win
+those fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sync.mappers.invoice import InvoiceMapping
@@ -16,11 +21,9 @@ from sync.models import SyncConfiguration
 class Action(StrEnum):
     # Only QuickBooks' SyncToken moved (a payment, our own echo): take the new token.
     TAKE_TOKEN = "take_token"
-    # Write QuickBooks' version into the portal.
-    APPLY_THEIRS = "apply_theirs"
-    # Both changed and the portal wins: send ours over QuickBooks' newer version.
-    PUSH_OURS = "push_ours"
-    # Both changed: keep both versions for staff to choose.
+    # Take the fields in ``Decision.apply`` from QuickBooks (and send the portal's after).
+    MERGE = "merge"
+    # Both changed a field differently: keep both versions for staff to choose.
     HOLD = "hold"
     # Already held for review: keep both versions current, count it once.
     REFRESH_HELD = "refresh_held"
@@ -29,10 +32,19 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    # TAKE_TOKEN: the portal changed meanwhile, so its change is sent after taking the token.
+    # MERGE: the fields taken from QuickBooks.
+    apply: frozenset[str] = field(default_factory=frozenset)
+    # The portal's own changes are then sent (a sparse update of what differs from agreed).
     push_after: bool = False
-    # Both sides changed (the event says which side the rule kept).
+    # Both sides changed a field differently; ``winner`` says whose value the rule kept.
     conflict: bool = False
+    winner: str = ""
+    # A void clashed: the portal's whole version is sent, not only what it changed.
+    whole: bool = False
+
+
+def _changed(now: dict, agreed: dict) -> set[str]:
+    return {name for name in now.keys() | agreed.keys() if now.get(name) != agreed.get(name)}
 
 
 def decide(
@@ -45,15 +57,30 @@ def decide(
     held: bool,
 ) -> Decision:
     """Decide for one invoice. ``held``: the binding is already held for review."""
-    qbo_changed = mapping.project(theirs, "from") != mapping.project(agreed, "from")
-    ours_sent = mapping.project(ours, "to")
-    local_changed = ours_sent != mapping.project(agreed, "to")
+    qbo_changed = _changed(mapping.project(theirs, "from"), mapping.project(agreed, "from"))
+    ours_to = mapping.project(ours, "to")
+    local_changed = _changed(ours_to, mapping.project(agreed, "to"))
     if not qbo_changed:
-        return Decision(Action.TAKE_TOKEN, push_after=local_changed and not held)
-    if local_changed and ours_sent != mapping.project(theirs, "to"):
-        if rule == SyncConfiguration.ConflictRule.PORTAL_WINS:
-            return Decision(Action.PUSH_OURS, conflict=True)
-        if rule == SyncConfiguration.ConflictRule.HOLD:
-            return Decision(Action.REFRESH_HELD if held else Action.HOLD, conflict=True)
-        return Decision(Action.APPLY_THEIRS, conflict=True)
-    return Decision(Action.APPLY_THEIRS)
+        return Decision(Action.TAKE_TOKEN, push_after=bool(local_changed) and not held)
+    theirs_to = mapping.project(theirs, "to")
+    if any(side.get("void") != agreed.get("void") for side in (ours, theirs)):
+        # A void is the whole invoice (its neutral form drops the rest): no field-by-field
+        # merge; changes on both sides clash as a whole.
+        whole_clash = bool(local_changed) and ours_to != theirs_to
+        clash = qbo_changed | local_changed if whole_clash else set()
+    else:
+        whole_clash = False
+        both = qbo_changed & local_changed
+        clash = {name for name in both if ours_to.get(name) != theirs_to.get(name)}
+    if clash and rule == SyncConfiguration.ConflictRule.HOLD:
+        return Decision(Action.REFRESH_HELD if held else Action.HOLD, conflict=True)
+    portal_wins = bool(clash) and rule == SyncConfiguration.ConflictRule.PORTAL_WINS
+    apply = qbo_changed - clash if portal_wins else qbo_changed
+    return Decision(
+        Action.MERGE,
+        apply=frozenset(apply),
+        push_after=bool(local_changed - apply),
+        conflict=bool(clash),
+        winner=("portal" if portal_wins else "quickbooks") if clash else "",
+        whole=portal_wins and whole_clash,
+    )

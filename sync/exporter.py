@@ -204,10 +204,12 @@ class Exporter(BatchWriter):
         won a conflict, or changed while QuickBooks only moved the SyncToken). A second stale
         answer is not chased: the next sync compares again."""
         for record, invoice in pairs:
-            body = self.invoices.body(invoice, record)
+            # Only what the portal changed, unless a void clash sends its whole version.
+            sparse = not getattr(record, "push_whole", False)
+            body = self.invoices.body(invoice, record, sparse=sparse)
             if body is None:
                 self.ensure_dependencies([invoice])
-                body = self.invoices.body(invoice, record)
+                body = self.invoices.body(invoice, record, sparse=sparse)
             if body is None:
                 self.binder.fail(record, NOT_READY)
                 continue
@@ -216,7 +218,12 @@ class Exporter(BatchWriter):
                 continue
             self.log.checkpoint()
             try:
-                result = self.ctx.backend.update(self.invoices.qbo_entity, body)
+                if invoice.status == Invoice.Status.VOID:
+                    result = self.ctx.backend.void(
+                        self.invoices.qbo_entity, record.qbo_id, record.sync_token
+                    )
+                else:
+                    result = self.ctx.backend.update(self.invoices.qbo_entity, body)
             except ReconnectRequired:
                 raise
             except StaleObjectError:

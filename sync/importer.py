@@ -243,15 +243,6 @@ class Importer(Component):
                 self.invoices.local.save_totals(invoice, obj)
                 self.invoices.local.apply_payments(invoice, obj)
             return [(record, invoice)] if decision.push_after else []
-        if action == Action.PUSH_OURS:
-            self.log.event(
-                record,
-                "conflict",
-                f"Invoice {invoice.number} changed on both sides; the portal wins (conflict rule).",
-                level="warning",
-            )
-            record.sync_token = token
-            return [(record, invoice)]
         if action == Action.REFRESH_HELD:
             if not self.ctx.dry_run:
                 record.conflict_portal, record.conflict_qbo = ours, theirs
@@ -262,14 +253,19 @@ class Importer(Component):
             self.hold(record, invoice, ours, theirs, token)
             return []
         if decision.conflict:
+            winner = "the portal wins" if decision.winner == "portal" else "QuickBooks wins"
             self.log.event(
                 record,
                 "conflict",
-                f"Invoice {invoice.number} changed on both sides; QuickBooks wins (conflict rule).",
+                f"Invoice {invoice.number} changed on both sides; {winner} (conflict rule).",
                 level="warning",
             )
-        self.apply(record, invoice, obj, theirs)
-        return []
+        if decision.apply:
+            self.apply(record, invoice, obj, theirs, fields=decision.apply)
+        else:
+            record.sync_token = token  # the portal's version goes over QuickBooks' newer one
+        record.push_whole = decision.whole  # read by Exporter.push_updates
+        return [(record, invoice)] if decision.push_after else []
 
     def hold(self, record: SyncRecord, invoice: Invoice, ours, theirs, token: str) -> None:
         """Keep both versions for staff to choose; nothing is overwritten."""
@@ -291,9 +287,16 @@ class Importer(Component):
         record.save()
 
     def apply(
-        self, record: SyncRecord | None, invoice: Invoice | None, obj: dict, theirs: dict
+        self,
+        record: SyncRecord | None,
+        invoice: Invoice | None,
+        obj: dict,
+        theirs: dict,
+        *,
+        fields: frozenset[str] | None = None,
     ) -> None:
-        """Write QuickBooks' version of an invoice into the portal (fields that flow back)."""
+        """Write QuickBooks' version of an invoice into the portal: the fields that flow back,
+        or only ``fields`` of them (a merge keeps the portal's own changes to the others)."""
         if self.ctx.dry_run:
             number = invoice.number if invoice else (obj.get("DocNumber") or f"QBO-{obj['Id']}")
             self.log.plan(f"pull invoice {number}")
@@ -301,7 +304,7 @@ class Importer(Component):
         try:
             with transaction.atomic():
                 invoice, created = self.invoices.local.write(
-                    invoice, obj, theirs, resolve=self.local_for_ref
+                    invoice, obj, theirs, resolve=self.local_for_ref, fields=fields
                 )
         except LocalApplyError as exc:
             # Kept as a binding without a portal invoice, so staff see why it is missing and
@@ -317,7 +320,7 @@ class Importer(Component):
         record = record or self.binder.new("invoice", invoice)
         if record.invoice_id is None:
             record.invoice = invoice
-        agreed = self.invoices.agreed_after_pull(record, invoice, theirs)
+        agreed = self.invoices.agreed_after_pull(record, invoice, theirs, fields=fields)
         if created:
             self.log.outcome.created += 1
             self.log.event(record, "pulled", f"Invoice {invoice.number} created from QuickBooks.")

@@ -191,6 +191,11 @@ class QuickBooksBackend:
         items = [{"operation": op, "entity": entity, "body": body} for op, body in writes]
         return self.client.batch(items, request_id=request_id)
 
+    def void(self, entity: str, qbo_id: str, token: str) -> dict:
+        """Void a transaction (QuickBooks zeroes its amounts and keeps it)."""
+        self.api_calls += 1
+        return self.client.void(entity, qbo_id, token)
+
     def update(self, entity: str, body: dict) -> dict:
         """A sparse update of one object (``Id`` and ``SyncToken`` in ``body``)."""
         self.api_calls += 1

@@ -265,13 +265,23 @@ class InvoiceAdapter(EntityAdapter):
             "checks it again."
         )
 
-    def agreed_after_pull(self, record: SyncRecord, invoice: Invoice, theirs: dict) -> dict:
+    def agreed_after_pull(
+        self,
+        record: SyncRecord,
+        invoice: Invoice,
+        theirs: dict,
+        *,
+        fields: frozenset[str] | None = None,
+    ) -> dict:
         """What both sides agree on after QuickBooks' version was written into the portal:
         QuickBooks' values for the fields that flow back, the earlier agreement (or the
         portal's value) for the others."""
         agreed_old = record.agreed or {}
         ours_after = self.neutral_local(invoice)
         from_qbo = self.ctx.mapping.project(theirs, "from")
+        if fields is not None:
+            taken = set(fields) | ({"tax_code"} if "lines" in fields else set())
+            from_qbo = {name: value for name, value in from_qbo.items() if name in taken}
         agreed = {
             name: theirs[name] if name in from_qbo else agreed_old.get(name, ours_after.get(name))
             for name in set(theirs) | set(ours_after)

@@ -51,12 +51,19 @@ class LocalInvoiceWriter:
         self._lines_to_save: list[InvoiceLine] = []
 
     def write(
-        self, invoice: Invoice | None, obj: dict, theirs: dict, *, resolve: RefResolver
+        self,
+        invoice: Invoice | None,
+        obj: dict,
+        theirs: dict,
+        *,
+        resolve: RefResolver,
+        fields: frozenset[str] | None = None,
     ) -> tuple[Invoice, bool]:
         """Write QuickBooks invoice ``obj`` (neutral ``theirs``) into ``invoice``, or into a
         new portal invoice when None. Returns (invoice, created). Run it in a transaction.
 
-        Raises ``LocalApplyError`` when it cannot be recorded (an unmapped tax code, a
+        ``fields`` limits an existing invoice to those neutral fields. Raises
+        ``LocalApplyError`` when it cannot be recorded (an unmapped tax code, a
         customer or item that cannot be read or matched).
         """
         created = invoice is None
@@ -67,6 +74,10 @@ class LocalInvoiceWriter:
                 number = f"{number}-QBO{obj['Id']}"
             invoice = Invoice(number=number, customer=customer)
         flows = self.ctx.mapping.project(theirs, "from") if not created else theirs
+        if fields is not None and not created:
+            # The lines carry their tax code: taking the lines takes QuickBooks' code too.
+            wanted = set(fields) | ({"tax_code"} if "lines" in fields else set())
+            flows = {name: value for name, value in flows.items() if name in wanted}
         if "customer" in flows:
             invoice.customer = customer
         for name in DATE_FIELDS:

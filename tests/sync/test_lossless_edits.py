@@ -504,8 +504,9 @@ def _set_rule(ready, rule):
     SyncConfiguration.objects.filter(connection=ready).update(conflict_rule=rule)
 
 
-# "portal_wins" sends the portal's whole version over QuickBooks' discount change; a merge
-# field by field is left for later (see the issue note).
+# Under "portal_wins" both changes are to the lines, which merge as a whole: the portal's
+# lines win, with the discount as the portal last knew it. A merge line by line is left for
+# later (see the issue note).
 @pytest.mark.parametrize("rule", ["hold", "qbo_wins"])
 def test_conflict_portal_line_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo, sent):
     lines, extra = _rich(qbo_ui, taxed=True)
@@ -539,9 +540,7 @@ def test_conflict_portal_line_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo
     assert discount["DiscountLineDetail"]["DiscountPercent"] == 25, (rule, discount)
 
 
-# Under "qbo_wins" and "portal_wins" one side's change to another field is overwritten; a
-# merge field by field is left for later (see the issue note).
-@pytest.mark.parametrize("rule", ["hold"])
+@pytest.mark.parametrize("rule", ["hold", "qbo_wins", "portal_wins"])
 def test_conflict_portal_memo_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo, sent):
     """Different fields changed on each side: nothing should be lost either way."""
     lines, extra = _rich(qbo_ui, taxed=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal.roles import BILLING_STAFF
-from tests.sync.test_lossless import _bundle, _discount, _lines, _sale, _text, _totals
+from tests.sync.shapes import _bundle, _discount, _lines, _sale, _text, _totals
 
 pytestmark = pytest.mark.browser
 

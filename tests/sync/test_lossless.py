@@ -12,52 +12,17 @@ import pytest
 
 from portal.models import Invoice, InvoiceLine
 from sync.models import SyncRecord
-
-
-def _item(qbo_ui, name):
-    return {"value": qbo_ui.find("Item", Name=name)["Id"], "name": name}
-
-
-def _sale(qbo_ui, item, amount, qty=None, price=None, taxable=False, description=""):
-    detail = {"ItemRef": _item(qbo_ui, item), "TaxCodeRef": {"value": "TAX" if taxable else "NON"}}
-    if qty is not None:
-        detail["Qty"] = qty
-    if price is not None:
-        detail["UnitPrice"] = price
-    line = {"DetailType": "SalesItemLineDetail", "Amount": amount, "SalesItemLineDetail": detail}
-    if description:
-        line["Description"] = description
-    return line
-
-
-def _discount(qbo_ui, *, percent=None, amount=None):
-    account = next(a for a in qbo_ui.rows("Account") if a.get("AccountType") == "Income")
-    detail = {"DiscountAccountRef": {"value": account["Id"]}}
-    if percent is not None:
-        detail.update(PercentBased=True, DiscountPercent=percent)
-    else:
-        detail["PercentBased"] = False
-    return {"DetailType": "DiscountLineDetail", "Amount": amount or 0, "DiscountLineDetail": detail}
-
-
-def _text(words):
-    return {"DetailType": "DescriptionOnly", "Description": words, "DescriptionLineDetail": {}}
-
-
-def _bundle(qbo_ui):
-    parts = [_sale(qbo_ui, "Design", 75, 1, 75), _sale(qbo_ui, "Hours", 45, 3, 15)]
-    return {
-        "DetailType": "GroupLineDetail",
-        "Amount": 120,
-        "Description": "Garden design package",
-        "GroupLineDetail": {"GroupItemRef": _item(qbo_ui, "Design"), "Quantity": 1, "Line": parts},
-    }
-
-
-def _tax(qbo_ui):
-    code = next(c for c in qbo_ui.rows("TaxCode") if c["Name"] == "California")
-    return {"TxnTaxCodeRef": {"value": code["Id"]}}
-
+from tests.sync.shapes import (
+    _bundle,
+    _discount,
+    _lines,
+    _money,
+    _sale,
+    _tax,
+    _text,
+    _totals,
+    _writes,
+)
 
 # name -> (lines, extra invoice fields); every corpus invoice has an item line to edit.
 CORPUS = {
@@ -115,22 +80,6 @@ CORPUS = {
         {},
     ),
 }
-
-
-def _writes(qbo) -> list[dict]:
-    return [r for r in qbo.app.requests_log() if r.get("method") == "POST"]
-
-
-def _money(value) -> Decimal:
-    return Decimal(str(value)).quantize(Decimal("0.01"))
-
-
-def _totals(obj) -> tuple[Decimal, Decimal]:
-    return _money(obj["TotalAmt"]), _money((obj.get("TxnTaxDetail") or {}).get("TotalTax", 0))
-
-
-def _lines(obj) -> dict[str, dict]:
-    return {line["Id"]: line for line in obj["Line"] if line.get("Id")}
 
 
 def _assert_portal_has_qbo_totals(invoice, obj):

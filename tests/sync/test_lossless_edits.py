@@ -15,72 +15,17 @@ from django.urls import reverse
 from portal.models import Invoice, InvoiceLine
 from portal.roles import BILLING_STAFF
 from sync.models import SyncConfiguration, SyncRecord
-
-# --- QBO-side builders (same shapes as tests/sync/test_lossless.py) ---------------------------
-
-
-def _item(qbo_ui, name):
-    return {"value": qbo_ui.find("Item", Name=name)["Id"], "name": name}
-
-
-def _sale(qbo_ui, item, amount, qty=None, price=None, taxable=False, description=""):
-    detail = {"ItemRef": _item(qbo_ui, item), "TaxCodeRef": {"value": "TAX" if taxable else "NON"}}
-    if qty is not None:
-        detail["Qty"] = qty
-    if price is not None:
-        detail["UnitPrice"] = price
-    line = {"DetailType": "SalesItemLineDetail", "Amount": amount, "SalesItemLineDetail": detail}
-    if description:
-        line["Description"] = description
-    return line
-
-
-def _discount(qbo_ui, *, percent=None, amount=None):
-    account = next(a for a in qbo_ui.rows("Account") if a.get("AccountType") == "Income")
-    detail = {"DiscountAccountRef": {"value": account["Id"]}}
-    if percent is not None:
-        detail.update(PercentBased=True, DiscountPercent=percent)
-    else:
-        detail["PercentBased"] = False
-    return {"DetailType": "DiscountLineDetail", "Amount": amount or 0, "DiscountLineDetail": detail}
-
-
-def _text(words):
-    return {"DetailType": "DescriptionOnly", "Description": words, "DescriptionLineDetail": {}}
-
-
-def _bundle(qbo_ui, taxable=False):
-    parts = [
-        _sale(qbo_ui, "Design", 75, 1, 75, taxable=taxable),
-        _sale(qbo_ui, "Hours", 45, 3, 15, taxable=taxable),
-    ]
-    return {
-        "DetailType": "GroupLineDetail",
-        "Amount": 120,
-        "Description": "Garden design package",
-        "GroupLineDetail": {"GroupItemRef": _item(qbo_ui, "Design"), "Quantity": 1, "Line": parts},
-    }
-
-
-def _tax(qbo_ui, name="California"):
-    code = next(c for c in qbo_ui.rows("TaxCode") if c["Name"] == name)
-    return {"TxnTaxCodeRef": {"value": code["Id"]}}
-
-
-def _writes(qbo) -> list[dict]:
-    return [r for r in qbo.app.requests_log() if r.get("method") == "POST"]
-
-
-def _money(value) -> Decimal:
-    return Decimal(str(value)).quantize(Decimal("0.01"))
-
-
-def _totals(obj):
-    return _money(obj["TotalAmt"]), _money((obj.get("TxnTaxDetail") or {}).get("TotalTax", 0))
-
-
-def _lines(obj) -> dict[str, dict]:
-    return {line["Id"]: line for line in obj["Line"] if line.get("Id")}
+from tests.sync.shapes import (
+    _bundle,
+    _discount,
+    _lines,
+    _money,
+    _sale,
+    _tax,
+    _text,
+    _totals,
+    _writes,
+)
 
 
 def _portal_matches(invoice, obj):

@@ -199,13 +199,14 @@ class Exporter(BatchWriter):
         self.invoices.local.apply_payments(invoice, result)
         return False
 
-    def push_updates(self, pairs: list[Pair]) -> None:
-        """Send the portal's version of invoices the importer decided to push (the portal
-        won a conflict, or changed while QuickBooks only moved the SyncToken). A second stale
-        answer is not chased: the next sync compares again."""
+    def push_updates(self, pairs: list[Pair], *, whole: set[int] | None = None) -> None:
+        """Send the portal's changes to invoices the importer decided to push (the portal
+        won a clash, or changed what QuickBooks did not), as sparse updates of what differs
+        from the agreed version; binding ids in ``whole`` send the whole portal version (a
+        void clash). A second stale answer is not chased: the next sync compares again."""
         for record, invoice in pairs:
-            # Only what the portal changed, unless a void clash sends its whole version.
-            sparse = not getattr(record, "push_whole", False)
+            # Only what the portal changed, unless its whole version goes (``whole``).
+            sparse = record.pk not in (whole or set())
             body = self.invoices.body(invoice, record, sparse=sparse)
             if body is None:
                 self.ensure_dependencies([invoice])

@@ -36,6 +36,11 @@ HOLD_DETAILS = (
 class Importer(Component):
     _read_at = None  # when the last pull started reading (the next cursor)
 
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        # Bindings whose portal version goes whole (a void clash), not only what changed.
+        self.send_whole: set[int] = set()
+
     def pull(self) -> list[Pair]:
         """Bring QuickBooks' changes in since the cursor (``advance_cursor`` moves it after).
 
@@ -264,7 +269,8 @@ class Importer(Component):
             self.apply(record, invoice, obj, theirs, fields=decision.apply)
         else:
             record.sync_token = token  # the portal's version goes over QuickBooks' newer one
-        record.push_whole = decision.whole  # read by Exporter.push_updates
+        if decision.whole:
+            self.send_whole.add(record.pk)
         return [(record, invoice)] if decision.push_after else []
 
     def hold(self, record: SyncRecord, invoice: Invoice, ours, theirs, token: str) -> None:

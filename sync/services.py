@@ -123,10 +123,10 @@ def _run_steps(
     exporter.replay_uncertain()
     if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
         stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force)
-        exporter.push_updates(importer.reconcile_stale(stale))
+        exporter.push_updates(importer.reconcile_stale(stale), whole=importer.send_whole)
     if direction in (SyncRun.Direction.PULL, SyncRun.Direction.BOTH):
         ctx.log.checkpoint()
-        exporter.push_updates(importer.pull())
+        exporter.push_updates(importer.pull(), whole=importer.send_whole)
         importer.advance_cursor()
     if direction == SyncRun.Direction.ITEMS:
         exporter.push_list(ctx.adapter("item"))

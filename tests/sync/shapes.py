@@ -69,3 +69,29 @@ def _totals(obj) -> tuple[Decimal, Decimal]:
 def _lines(obj) -> dict[str, dict]:
     """An invoice's lines by their QuickBooks Line.Id."""
     return {line["Id"]: line for line in obj["Line"] if line.get("Id")}
+
+
+def _euro_customer(qbo_ui) -> dict:
+    """Multicurrency turned on in QuickBooks (home currency USD) and a customer billed in EUR."""
+    prefs = qbo_ui.rows("Preferences")[0]
+    qbo_ui.update(
+        "Preferences",
+        {
+            "Id": prefs["Id"],
+            "CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "USD"}},
+        },
+    )
+    return qbo_ui.create(
+        "Customer", {"DisplayName": "Euro Gardens GmbH", "CurrencyRef": {"value": "EUR"}}
+    )
+
+
+def _euro_invoice(customer: dict, doc: str, lines: list) -> dict:
+    """An invoice body in EUR at 1.0825 USD per EUR for ``customer``."""
+    return {
+        "DocNumber": doc,
+        "CustomerRef": {"value": customer["Id"]},
+        "CurrencyRef": {"value": "EUR"},
+        "ExchangeRate": 1.0825,
+        "Line": lines,
+    }

@@ -131,21 +131,26 @@ def test_webhook_pull_that_meets_a_run_starting_at_the_same_moment_is_queued_aga
     assert Schedule.objects.filter(name=f"pull-realm-{ready.realm_id}").exists()
 
 
+def _stalls_once(connection, lease: float):
+    """A progress callback: at its first call the run stalls past its lease, and another
+    worker takes the company meanwhile."""
+    calls = []
+
+    def stall(run):
+        calls.append(run.done)
+        if len(calls) == 1:
+            time.sleep(lease + 0.3)
+            assert lock_acquire(connection=connection, holder="another-worker")
+
+    return stall
+
+
 def test_a_run_whose_lease_was_taken_stops_before_sending_and_nothing_is_duplicated(
     run_sync, ready, make_invoice, short_lease, qbo_ui
 ):
     for n in range(30):
         make_invoice(number=f"L-{n:02}")
-    calls = []
-
-    def stalls_once(run):
-        calls.append(run.done)
-        if len(calls) == 1:
-            # The run stalls past its lease; another worker takes the company meanwhile.
-            time.sleep(short_lease + 0.3)
-            assert lock_acquire(connection=ready, holder="another-worker")
-
-    run = run_sync("push", on_progress=stalls_once)
+    run = run_sync("push", on_progress=_stalls_once(ready, short_lease))
 
     assert run.status == "failed"
     assert "another sync took over" in run.message
@@ -189,15 +194,7 @@ def test_a_run_killed_after_sending_leaves_its_creates_to_be_replayed_not_resent
 
 
 def test_lease_lost_after_the_last_step_still_ends_the_run(run_sync, ready, short_lease):
-    calls = []
-
-    def stalls_once(run):
-        calls.append(run.done)
-        if len(calls) == 1:
-            time.sleep(short_lease + 0.3)
-            assert lock_acquire(connection=ready, holder="another-worker")
-
-    run = run_sync("push", on_progress=stalls_once)
+    run = run_sync("push", on_progress=_stalls_once(ready, short_lease))
 
     assert run.status in ("done", "failed")
     assert run.finished_at is not None

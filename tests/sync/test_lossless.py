@@ -15,6 +15,8 @@ from sync.models import SyncRecord
 from tests.sync.shapes import (
     _bundle,
     _discount,
+    _euro_customer,
+    _euro_invoice,
     _lines,
     _money,
     _sale,
@@ -285,27 +287,10 @@ def test_reconcile_compares_totals_and_tax_not_only_mapped_fields(ready, run_syn
 
 
 def test_a_foreign_currency_invoice_keeps_its_currency_and_rate(ready, run_sync, qbo_ui, qbo):
-    prefs = qbo_ui.rows("Preferences")[0]
-    qbo_ui.update(
-        "Preferences",
-        {
-            "Id": prefs["Id"],
-            "CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "USD"}},
-        },
-    )
-    customer = qbo_ui.create(
-        "Customer", {"DisplayName": "Euro Gardens GmbH", "CurrencyRef": {"value": "EUR"}}
-    )
+    customer = _euro_customer(qbo_ui)
     run_sync("pull")
     made = qbo_ui.create(
-        "Invoice",
-        {
-            "DocNumber": "7400",
-            "CustomerRef": {"value": customer["Id"]},
-            "CurrencyRef": {"value": "EUR"},
-            "ExchangeRate": 1.0825,
-            "Line": [_sale(qbo_ui, "Hours", 100, 2, 50)],
-        },
+        "Invoice", _euro_invoice(customer, "7400", [_sale(qbo_ui, "Hours", 100, 2, 50)])
     )
     run_sync("pull")
     invoice = Invoice.objects.get(number="7400")

@@ -18,6 +18,8 @@ from sync.models import SyncConfiguration, SyncRecord
 from tests.sync.shapes import (
     _bundle,
     _discount,
+    _euro_customer,
+    _euro_invoice,
     _lines,
     _money,
     _sale,
@@ -940,28 +942,10 @@ def test_mid_subtotal_line_keeps_line_ids(run_sync, qbo_ui, qbo):
 
 
 def _foreign(qbo_ui, run_sync):
-    prefs = qbo_ui.rows("Preferences")[0]
-    qbo_ui.update(
-        "Preferences",
-        {
-            "Id": prefs["Id"],
-            "CurrencyPrefs": {"MultiCurrencyEnabled": True, "HomeCurrency": {"value": "USD"}},
-        },
-    )
-    customer = qbo_ui.create(
-        "Customer", {"DisplayName": "Euro Gardens GmbH", "CurrencyRef": {"value": "EUR"}}
-    )
+    customer = _euro_customer(qbo_ui)
     run_sync("pull")
-    made = qbo_ui.create(
-        "Invoice",
-        {
-            "DocNumber": "8700",
-            "CustomerRef": {"value": customer["Id"]},
-            "CurrencyRef": {"value": "EUR"},
-            "ExchangeRate": 1.0825,
-            "Line": [_sale(qbo_ui, "Hours", 100, 2, 50), _discount(qbo_ui, percent=10)],
-        },
-    )
+    lines = [_sale(qbo_ui, "Hours", 100, 2, 50), _discount(qbo_ui, percent=10)]
+    made = qbo_ui.create("Invoice", _euro_invoice(customer, "8700", lines))
     run_sync("pull")
     invoice = Invoice.objects.get(number="8700")
     return invoice, made

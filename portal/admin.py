@@ -229,6 +229,8 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
         # (QuickBooks' own, for an invoice that came from or went to QuickBooks).
         if not change or any(formset.has_changed() for formset in formsets):
             form.instance.refresh_totals()
+        for warning in form.instance.warnings():
+            self.message_user(request, f"Saved, with a warning: {warning}", messages.WARNING)
 
     # --- QuickBooks columns ---------------------------------------------------------------
 

@@ -210,10 +210,27 @@ class Invoice(TimestampedModel):
         return f"Invoice {self.number}"
 
     def clean(self) -> None:
-        if self.due_date and self.issue_date and self.due_date < self.issue_date:
-            raise ValidationError({"due_date": "The due date cannot be before the issue date."})
+        # Only what QuickBooks itself refuses is refused here; portal-only rules are warnings
+        # (see ``warnings``).
         if self.currency and (len(self.currency) != 3 or not self.currency.isalpha()):
             raise ValidationError({"currency": "Use a 3-letter ISO currency code, like USD."})
+
+    def warnings(self) -> list[str]:
+        """Portal-only rules this invoice breaks, as sentences naming the field. They never
+        refuse a save: QuickBooks accepts such an invoice, and so does the portal.
+
+        QuickBooks accepts a DueDate before the TxnDate (the API documents no rule between
+        them and its own screens let staff type any due date; UNCONFIRMED in qbo-api.md), so a
+        due date before the issue date only warns.
+        """
+        found = []
+        if self.due_date and self.issue_date and self.due_date < self.issue_date:
+            found.append(
+                f"Due date {self.due_date:%Y-%m-%d} is before the issue date "
+                f"{self.issue_date:%Y-%m-%d}; the invoice is overdue from the day it is "
+                "issued. Check the due date if that is not intended."
+            )
+        return found
 
     @property
     def balance_due(self) -> Decimal:

@@ -41,6 +41,9 @@ class Decision:
     winner: str = ""
     # A void clashed: the portal's whole version is sent, not only what it changed.
     whole: bool = False
+    # Both changed the lines, different ones: the positions (0-based) of the lines only the
+    # portal changed. QuickBooks' lines are taken but these, which are then sent.
+    keep_lines: frozenset[int] = field(default_factory=frozenset)
 
 
 def _changed(now: dict, agreed: dict) -> set[str]:
@@ -72,6 +75,15 @@ def decide(
         whole_clash = False
         both = qbo_changed & local_changed
         clash = {name for name in both if ours_to.get(name) != theirs_to.get(name)}
+    keep_lines = None
+    if "lines" in clash and not whole_clash:
+        keep_lines = merge_lines(
+            mapping.project(agreed, "to").get("lines") or [],
+            ours_to.get("lines") or [],
+            theirs_to.get("lines") or [],
+        )
+        if keep_lines is not None:
+            clash.discard("lines")
     if clash and rule == SyncConfiguration.ConflictRule.HOLD:
         return Decision(Action.REFRESH_HELD if held else Action.HOLD, conflict=True)
     portal_wins = bool(clash) and rule == SyncConfiguration.ConflictRule.PORTAL_WINS
@@ -79,8 +91,37 @@ def decide(
     return Decision(
         Action.MERGE,
         apply=frozenset(apply),
-        push_after=bool(local_changed - apply),
+        push_after=bool(local_changed - apply) or bool(keep_lines),
         conflict=bool(clash),
         winner=("portal" if portal_wins else "quickbooks") if clash else "",
         whole=portal_wins and whole_clash,
+        keep_lines=keep_lines or frozenset(),
     )
+
+
+def merge_lines(agreed: list, ours: list, theirs: list) -> frozenset[int] | None:
+    """Merge two changes to an invoice's lines line by line, or say they cannot be.
+
+    Each argument is a neutral line list (``sync.mappers.invoice``). When both sides kept the
+    same lines in the same order (same count, same kind at each position) and no line was
+    changed differently on both, returns the positions of the lines only the portal changed:
+    the merged lines are QuickBooks' with those positions taken from the portal, so an
+    accountant's discount change and a staff member's item-line edit both stand. Returns None
+    when a line was added, removed or moved on either side, or one line changed on both: the
+    lines then clash as a whole and the conflict rule decides.
+    """
+    if not len(agreed) == len(ours) == len(theirs):
+        return None
+    portal_only = set()
+    for position, (was, mine, their) in enumerate(zip(agreed, ours, theirs, strict=True)):
+        if not _line_kind(was) == _line_kind(mine) == _line_kind(their):
+            return None
+        if mine != was and their != was and mine != their:
+            return None
+        if mine != was and their == was:
+            portal_only.add(position)
+    return frozenset(portal_only)
+
+
+def _line_kind(line: dict) -> str:
+    return line.get("kind", "item")

@@ -266,7 +266,9 @@ class Importer(Component):
                 level="warning",
             )
         if decision.apply:
-            self.apply(record, invoice, obj, theirs, fields=decision.apply)
+            self.apply(
+                record, invoice, obj, theirs, fields=decision.apply, keep_lines=decision.keep_lines
+            )
         else:
             record.sync_token = token  # the portal's version goes over QuickBooks' newer one
         if decision.whole:
@@ -300,9 +302,11 @@ class Importer(Component):
         theirs: dict,
         *,
         fields: frozenset[str] | None = None,
+        keep_lines: frozenset[int] = frozenset(),
     ) -> None:
         """Write QuickBooks' version of an invoice into the portal: the fields that flow back,
-        or only ``fields`` of them (a merge keeps the portal's own changes to the others)."""
+        or only ``fields`` of them (a merge keeps the portal's own changes to the others), and
+        of its lines all but the positions in ``keep_lines`` (``conflicts.merge_lines``)."""
         if self.ctx.dry_run:
             number = invoice.number if invoice else (obj.get("DocNumber") or f"QBO-{obj['Id']}")
             self.log.plan(f"pull invoice {number}")
@@ -310,7 +314,12 @@ class Importer(Component):
         try:
             with transaction.atomic():
                 invoice, created = self.invoices.local.write(
-                    invoice, obj, theirs, resolve=self.local_for_ref, fields=fields
+                    invoice,
+                    obj,
+                    theirs,
+                    resolve=self.local_for_ref,
+                    fields=fields,
+                    keep_lines=keep_lines,
                 )
         except LocalApplyError as exc:
             # Kept as a binding without a portal invoice, so staff see why it is missing and

@@ -58,11 +58,13 @@ class LocalInvoiceWriter:
         *,
         resolve: RefResolver,
         fields: frozenset[str] | None = None,
+        keep_lines: frozenset[int] = frozenset(),
     ) -> tuple[Invoice, bool]:
         """Write QuickBooks invoice ``obj`` (neutral ``theirs``) into ``invoice``, or into a
         new portal invoice when None. Returns (invoice, created). Run it in a transaction.
 
-        ``fields`` limits an existing invoice to those neutral fields. Raises
+        ``fields`` limits an existing invoice to those neutral fields; ``keep_lines`` are the
+        positions (0-based) of lines the portal keeps as it has them (a line merge). Raises
         ``LocalApplyError`` when it cannot be recorded (an unmapped tax code, a
         customer or item that cannot be read or matched).
         """
@@ -106,10 +108,12 @@ class LocalInvoiceWriter:
             invoice.status = Invoice.Status.SENT
         invoice.save()
         if "lines" in flows and not theirs.get("void"):
-            self._write_lines(invoice, obj, flows, resolve=resolve)
+            self._write_lines(invoice, obj, flows, resolve=resolve, keep=keep_lines)
         return invoice, created
 
-    def _write_lines(self, invoice: Invoice, obj: dict, flows: dict, *, resolve) -> None:
+    def _write_lines(
+        self, invoice: Invoice, obj: dict, flows: dict, *, resolve, keep: frozenset[int]
+    ) -> None:
         rate = None
         if flows.get("tax_code"):
             rate_id = self.ctx.rates_by_code.get(flows["tax_code"])
@@ -120,9 +124,15 @@ class LocalInvoiceWriter:
                     "Tax tab, then retry."
                 )
             rate = TaxRate.objects.get(pk=rate_id)
+        previous = list(invoice.lines.order_by("position")) if keep else []
         invoice.lines.all().delete()
         lines = []
         for position, line in enumerate(invoice_lines(obj), start=1):
+            if position - 1 in keep:
+                mine = previous[position - 1]
+                mine.pk, mine.position = None, position
+                lines.append(mine)
+                continue
             kind = line_kind(line)
             values = {
                 "invoice": invoice,

@@ -177,17 +177,32 @@ def _void_form(neutral: dict) -> dict:
 
 
 def qbo_is_void(obj: dict) -> bool:
-    """QuickBooks keeps a voided invoice with zero amounts and "Voided" in its PrivateNote.
+    """Whether QuickBooks voided this invoice, read from the marks its void leaves.
 
-    How CDC reports voids is UNCONFIRMED (qbo-api.md §4): Ledgerlink treats an invoice whose
-    total is zero, whose sales lines are all zero and whose PrivateNote starts with "Voided" as
-    void, which is how QuickBooks' own void looks when read back.
+    QuickBooks keeps a voided invoice and zeroes it: ``TotalAmt`` and ``Balance`` 0, every
+    line's ``Amount`` 0 and every sales line's ``Qty`` 0, and "Voided" in ``PrivateNote``
+    (qbo-api.md section 8, B-VOID2016). All of these must hold: a note that merely says
+    "Voided", or a $0 invoice whose lines still carry quantities, is not a void. The API has no
+    status field for it and how CDC reports voids is UNCONFIRMED (section 4), so the zeroed
+    shape is the marker Ledgerlink trusts. A deleted invoice (CDC ``status: Deleted``) counts
+    as void for the portal, which keeps its copy for the record.
     """
     if obj.get("status") == "Deleted":
         return True
-    note = (obj.get("PrivateNote") or "").strip().lower()
-    zero = Decimal(str(obj.get("TotalAmt", 0) or 0)) == 0
-    return zero and note.startswith("voided")
+    if not (obj.get("PrivateNote") or "").strip().lower().startswith("voided"):
+        return False
+    if any(_nonzero(obj.get(key)) for key in ("TotalAmt", "Balance")):
+        return False
+    for line in obj.get("Line") or []:
+        if _nonzero(line.get("Amount")):
+            return False
+        if _nonzero((line.get(ITEM_LINE) or {}).get("Qty")):
+            return False
+    return True
+
+
+def _nonzero(value) -> bool:
+    return value not in (None, "") and Decimal(str(value)) != 0
 
 
 def invoice_neutral_qbo(

@@ -71,6 +71,25 @@ def test_invoice_created_in_admin_gets_computed_totals(client, user_factory, rec
     assert "301.09" in page.content.decode()
 
 
+def test_due_date_before_issue_date_saves_and_warns_naming_the_field(client, user_factory, records):
+    client.force_login(user_factory(role=BILLING_STAFF))
+    response = client.post(
+        reverse("admin:portal_invoice_add"),
+        _invoice_post(records["customer"], records["item"], records["rate"], due_date="2026-10-15"),
+        follow=True,
+    )
+    assert response.redirect_chain, response.content
+    invoice = Invoice.objects.get(number="INV-2")
+    assert str(invoice.due_date) == "2026-10-15"
+    shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert (
+        "warning",
+        "Saved, with a warning: Due date 2026-10-15 is before the issue date 2026-11-01; the "
+        "invoice is overdue from the day it is issued. Check the due date if that is not "
+        "intended.",
+    ) in shown
+
+
 def test_deleting_a_customer_with_invoices_is_refused_with_a_message(client, user_factory, records):
     client.force_login(user_factory(role=SYNC_ADMINISTRATORS))
     customer = records["customer"]

@@ -44,7 +44,9 @@ def test_customer_or_item_used_by_an_invoice_cannot_be_deleted():
 
 
 @pytest.mark.django_db
-def test_due_date_before_issue_date_is_refused_naming_the_field():
+def test_due_date_before_issue_date_is_accepted_with_a_warning_naming_the_field():
+    """QuickBooks accepts a due date before the invoice date, so the portal saves it too and
+    only warns (a portal-only rule)."""
     import datetime
 
     invoice = Invoice(
@@ -53,8 +55,10 @@ def test_due_date_before_issue_date_is_refused_naming_the_field():
         issue_date=datetime.date(2026, 5, 2),
         due_date=datetime.date(2026, 5, 1),
     )
-    with pytest.raises(ValidationError) as excinfo:
-        invoice.full_clean()
-    assert excinfo.value.message_dict == {
-        "due_date": ["The due date cannot be before the issue date."]
-    }
+    invoice.full_clean()
+    assert invoice.warnings() == [
+        "Due date 2026-05-01 is before the issue date 2026-05-02; the invoice is overdue from "
+        "the day it is issued. Check the due date if that is not intended."
+    ]
+    invoice.due_date = datetime.date(2026, 5, 2)
+    assert invoice.warnings() == []

@@ -340,6 +340,31 @@ def test_a_void_invoice_made_in_quickbooks_is_void_in_the_portal_and_left_alone(
     assert _writes(qbo) == []
 
 
+def test_a_note_that_says_voided_does_not_void_an_invoice(run_sync, qbo_ui, qbo):
+    """Void is read from QuickBooks' zeroed amounts and quantities, not from a memo's words:
+    an accountant's note "Voided the old one" on a live invoice, or on a $0 invoice whose line
+    still has a quantity, leaves both open in the portal and untouched in QuickBooks."""
+    run_sync("pull")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    for number, price in (("7510", 50), ("7511", 0)):
+        qbo_ui.create(
+            "Invoice",
+            {
+                "DocNumber": number,
+                "PrivateNote": "Voided the old one; this invoice replaces it",
+                "CustomerRef": {"value": customer["Id"]},
+                "Line": [_sale(qbo_ui, "Hours", 2 * price, 2, price)],
+            },
+        )
+    run_sync("pull")
+    assert Invoice.objects.get(number="7510").status != "void"
+    assert Invoice.objects.get(number="7511").status != "void"
+    assert str(Invoice.objects.get(number="7510").total) == "100.00"
+    qbo.app.clear_log()
+    run_sync("both")
+    assert _writes(qbo) == []
+
+
 def test_a_portal_invoice_in_another_currency_is_not_sent_as_home_currency(
     run_sync, make_invoice, qbo_ui
 ):

@@ -391,6 +391,18 @@ def _reorder(lines):
     return list(reversed(lines))
 
 
+def _describe_line(line_id, words):
+    """An accountant's edit of one line's description."""
+
+    def mutate(lines):
+        for x in lines:
+            if x.get("Id") == line_id:
+                x["Description"] = words
+        return lines
+
+    return mutate
+
+
 def _discount_to_25(lines):
     for x in lines:
         if x["DetailType"] == "DiscountLineDetail":
@@ -451,11 +463,11 @@ def _set_rule(ready, rule):
     SyncConfiguration.objects.filter(connection=ready).update(conflict_rule=rule)
 
 
-# Under "portal_wins" both changes are to the lines, which merge as a whole: the portal's
-# lines win, with the discount as the portal last knew it. A merge line by line is left for
-# later (see the issue note).
-@pytest.mark.parametrize("rule", ["hold", "qbo_wins"])
+@pytest.mark.parametrize("rule", ["hold", "qbo_wins", "portal_wins"])
 def test_conflict_portal_line_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo, sent):
+    """The portal edits an item line, the accountant the discount line: different lines, so
+    they merge line by line whatever the rule. Both edits stand in QuickBooks and the portal,
+    and the totals agree to the cent."""
     lines, extra = _rich(qbo_ui, taxed=True)
     invoice, made, record = _pulled(run_sync, qbo_ui, "8200", lines, **extra)
     _set_rule(ready, rule)
@@ -463,28 +475,51 @@ def test_conflict_portal_line_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo
     line.description = "Edited in the portal"
     line.save()
     theirs = _qbo_edit(qbo_ui, made["Id"], _discount_to_25)
-    qbo.app.clear_log()
+    run = run_sync("both")
+    assert run.status == "done", run.message
+    record.refresh_from_db()
+    assert record.status == "synced", (rule, record.status, record.details)
+    after = qbo_ui.find("Invoice", Id=made["Id"])
+    assert int(after["SyncToken"]) == int(theirs["SyncToken"]) + 1
+    discount = next(x for x in after["Line"] if x["DetailType"] == "DiscountLineDetail")
+    assert discount["DiscountLineDetail"]["DiscountPercent"] == 25, (rule, discount)
+    assert _lines(after)[line.qbo_line_id]["Description"] == "Edited in the portal"
+    # Every other line is as the accountant left it.
+    for line_id, was in _lines(theirs).items():
+        if line_id != line.qbo_line_id and was["DetailType"] != "DiscountLineDetail":
+            assert _lines(after)[line_id] == was, line_id
+    invoice.refresh_from_db()
+    assert _portal_matches(invoice, after), ((invoice.total,), _totals(after))
+    assert invoice.lines.get(qbo_line_id=line.qbo_line_id).description == "Edited in the portal"
+
+
+@pytest.mark.parametrize("rule", ["hold", "qbo_wins", "portal_wins"])
+def test_conflict_same_line_edited_on_both_sides_follows_the_rule(
+    rule, ready, run_sync, qbo_ui, qbo, sent
+):
+    lines, extra = _rich(qbo_ui, taxed=True)
+    invoice, made, record = _pulled(run_sync, qbo_ui, "8205", lines, **extra)
+    _set_rule(ready, rule)
+    line = invoice.lines.get(kind="item", item__name="Hours")
+    line.description = "Portal words"
+    line.save()
+    theirs = _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, "QuickBooks words"))
     run = run_sync("both")
     assert run.status == "done", run.message
     record.refresh_from_db()
     after = qbo_ui.find("Invoice", Id=made["Id"])
-    discount = next(x for x in after["Line"] if x["DetailType"] == "DiscountLineDetail")
-    # "both" pushes first: that push is refused as stale and changes nothing in QBO.
+    words = _lines(after)[line.qbo_line_id]["Description"]
+    local = invoice.lines.get(qbo_line_id=line.qbo_line_id).description
     if rule == "hold":
         assert record.status == "conflict"
         assert after["SyncToken"] == theirs["SyncToken"]
+        assert (words, local) == ("QuickBooks words", "Portal words")
     elif rule == "qbo_wins":
         assert record.status == "synced", record.details
-        assert after["SyncToken"] == theirs["SyncToken"]
-        line = invoice.lines.get(qbo_line_id=line.qbo_line_id)
-        assert line.description == "Consulting"
-        assert _portal_matches(invoice, after)
+        assert (words, local) == ("QuickBooks words", "QuickBooks words")
     else:
         assert record.status == "synced", record.details
-        assert _lines(after)[line.qbo_line_id]["Description"] == "Edited in the portal"
-        assert _portal_matches(invoice, after), ((invoice.total,), _totals(after))
-    # The accountant's discount stands whatever the rule: the portal never touched it.
-    assert discount["DiscountLineDetail"]["DiscountPercent"] == 25, (rule, discount)
+        assert (words, local) == ("Portal words", "Portal words")
 
 
 @pytest.mark.parametrize("rule", ["hold", "qbo_wins", "portal_wins"])
@@ -515,7 +550,7 @@ def test_conflict_held_then_keep_portal(ready, run_sync, qbo_ui, qbo, sent):
     line = invoice.lines.get(kind="item", item__name="Hours")
     line.description = "Edited in the portal"
     line.save()
-    _qbo_edit(qbo_ui, made["Id"], _discount_to_25)
+    _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, "Edited in QuickBooks"))
     run_sync("both")
     record.refresh_from_db()
     assert record.status == "conflict"
@@ -538,7 +573,7 @@ def test_conflict_held_then_keep_quickbooks(ready, run_sync, qbo_ui, qbo, sent):
     line = invoice.lines.get(kind="item", item__name="Hours")
     line.description = "Edited in the portal"
     line.save()
-    theirs = _qbo_edit(qbo_ui, made["Id"], _discount_to_25)
+    theirs = _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, "Edited in QuickBooks"))
     run_sync("both")
     record.refresh_from_db()
     assert record.status == "conflict"

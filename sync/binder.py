@@ -15,6 +15,7 @@ from django.utils import timezone
 from integrations.models import Connection
 from integrations.quickbooks.backend import object_id, sync_token
 from integrations.quickbooks.errors import error_fields
+from portal.models import Invoice
 from sync.models import SyncRecord
 from sync.runlog import RunLog
 
@@ -205,6 +206,37 @@ class Binder:
         record.agreed = {**(record.agreed or {}), "void": True}
         record.last_pulled_at = timezone.now()
         record.save()
+
+    def release_copy(self, record: SyncRecord, qbo_id: str) -> None:
+        """A replay found that ``record``'s create made QuickBooks object ``qbo_id``: if an
+        earlier pull bound that object to a portal copy (a sync before Ledgerlink held such
+        pulls back), the binding moves to ``record`` and the copy is made void in the portal,
+        kept for the record and never sent (nothing is duplicated and nothing crashes)."""
+        copy = (
+            SyncRecord.objects.filter(
+                connection=self.connection, object_type=record.object_type, qbo_id=qbo_id
+            )
+            .exclude(pk=record.pk)
+            .first()
+        )
+        if copy is None:
+            return
+        reason = (
+            f"A copy of {record.label}: QuickBooks {record.object_type} {qbo_id} is "
+            f"{record.label}, which the portal sent before this copy was pulled. This copy is "
+            "void and is not sent; it can be deleted."
+        )
+        if copy.invoice_id is not None:
+            Invoice.objects.filter(pk=copy.invoice_id).update(status=Invoice.Status.VOID)
+        copy.qbo_id = ""
+        copy.sync_token = ""
+        copy.status = S.SKIPPED
+        copy.details = reason
+        copy.uncertain = False
+        copy.request_id = ""
+        copy.save()
+        self._by_qbo.pop((record.object_type, qbo_id), None)
+        self.log.event(copy, "skipped", reason, level="warning")
 
     def mark_uncertain(self, record: SyncRecord, reason: str) -> None:
         """A create was sent and its answer lost: a later run replays its requestid."""

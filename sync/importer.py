@@ -9,8 +9,12 @@ portal version must still be sent are returned to the caller for the exporter.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from integrations.quickbooks.backend import is_deleted, object_id, paid_invoice_ids, sync_token
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
@@ -40,6 +44,8 @@ class Importer(Component):
         super().__init__(ctx)
         # Bindings whose portal version goes whole (a void clash), not only what changed.
         self.send_whole: set[int] = set()
+        # New QuickBooks invoices left for a later pull (``_defer``).
+        self.deferred = 0
 
     def pull(self) -> list[Pair]:
         """Bring QuickBooks' changes in since the cursor (``advance_cursor`` moves it after).
@@ -79,8 +85,8 @@ class Importer(Component):
 
     def advance_cursor(self) -> None:
         """After the pull and what it decided to send: the next pull reads from the time this
-        one started (dry runs leave the cursor alone)."""
-        if self._read_at is None or self.ctx.dry_run:
+        one started (dry runs, and pulls that left invoices for later, leave it alone)."""
+        if self._read_at is None or self.ctx.dry_run or self.deferred:
             return
         SyncConfiguration.objects.filter(pk=self.ctx.config.pk).update(
             pull_cursor=self._read_at, last_pull_at=self._read_at
@@ -193,6 +199,7 @@ class Importer(Component):
             .prefetch_related(lines_prefetch("invoice__lines"))
         }
         first_date = self.ctx.config.first_invoice_date
+        unsettled_since = self._unsettled_creates_since()
         to_push: list[Pair] = []
         for obj in objects:
             self.log.checkpoint()
@@ -200,6 +207,8 @@ class Importer(Component):
             self.log.progress(done=1)
             if is_deleted(obj):
                 self.pulled_delete(record)
+            elif record is None and _made_since(obj, unsettled_since):
+                self._defer(obj)
             elif record is None or record.invoice_id is None:
                 if not (first_date and self.invoices.remote_date(obj) < first_date.isoformat()):
                     self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
@@ -208,6 +217,33 @@ class Importer(Component):
             else:
                 to_push += self.reconcile(record, record.invoice, obj)
         return to_push
+
+    def _unsettled_creates_since(self) -> datetime | None:
+        """When the earliest invoice create whose answer never came was claimed, or None.
+
+        Such a create may be in QuickBooks already, as a new invoice the feed now shows: until
+        its requestid is replayed (``BatchWriter.replay_uncertain``) the portal cannot tell it
+        from an accountant's new invoice, and importing it would make a second portal invoice
+        (and a clash on the binding once the replay settles it)."""
+        return SyncRecord.objects.filter(
+            connection=self.ctx.connection, object_type="invoice", uncertain=True
+        ).aggregate(since=Min("updated_at"))["since"]
+
+    def _defer(self, obj: dict) -> None:
+        """Leave a new QuickBooks invoice for a later pull: it may be a create of the
+        portal's whose answer was lost. The cursor then stays where it was, so the feed brings
+        it again once the replay has settled those creates."""
+        self.deferred += 1
+        self.log.outcome.unchanged += 1
+        if self.deferred == 1:
+            self.log.event(
+                None,
+                "skipped",
+                "New QuickBooks invoices are left for the next pull: some invoices sent "
+                "earlier are not confirmed yet, and these may be those very invoices. The "
+                "next run confirms them first.",
+                level="warning",
+            )
 
     def reconcile_stale(self, pairs: list[Pair]) -> list[Pair]:
         """Invoices QuickBooks refused as stale: read its version and decide by the rule."""
@@ -358,6 +394,10 @@ class Importer(Component):
             self.log.outcome.unchanged += 1
             return
         invoice = record.invoice
+        if invoice.status == Invoice.Status.VOID and (record.agreed or {}).get("void"):
+            # Already applied: the feed repeats a deletion for as long as it overlaps.
+            self.log.outcome.unchanged += 1
+            return
         if self.ctx.dry_run:
             self.log.plan(f"void invoice {invoice.number} (deleted in QuickBooks)")
             return
@@ -373,3 +413,17 @@ class Importer(Component):
             "pulled",
             f"Invoice {invoice.number} was deleted in QuickBooks; marked void in the portal.",
         )
+
+
+# QuickBooks' clock and ours may disagree; an invoice made up to this long before the
+# earliest unconfirmed create may still be that create.
+CLOCK_SLACK = timedelta(hours=1)
+
+
+def _made_since(obj: dict, since: datetime | None) -> bool:
+    """Whether QuickBooks made ``obj`` at or after ``since`` (less ``CLOCK_SLACK``); True when
+    its ``MetaData.CreateTime`` cannot be read, so an unknown age never counts as old."""
+    if since is None:
+        return False
+    created = parse_datetime(str((obj.get("MetaData") or {}).get("CreateTime") or ""))
+    return created is None or created >= since - CLOCK_SLACK

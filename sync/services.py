@@ -21,7 +21,7 @@ from sync.configuration import sync_configuration_for
 from sync.context import SyncContext
 from sync.exporter import Exporter
 from sync.importer import Importer
-from sync.locks import Heartbeat, LeaseLost, lease_for
+from sync.locks import Heartbeat, LeaseLost, lease_for, lock_held
 from sync.models import SyncEvent, SyncRecord, SyncRun
 from sync.runtime import context_for
 
@@ -63,8 +63,9 @@ def sync_run(
     and ``force`` sends them even when unchanged or held. Skips (with a run saying why) when
     another sync holds the company's lease (``run.lock_busy`` is then True) or sync is off for
     automatic triggers. A connection that needs reconnecting ends the run with that one
-    reason; per-record failures are on the records and the run goes on. Never raises for
-    QuickBooks' errors; the run's status and message say what happened.
+    reason; per-record failures are on the records and the run goes on. Never raises: the
+    run's status and message say what happened, whatever the error (an unexpected one is
+    logged with its traceback).
     """
     run = SyncRun.objects.create(
         connection=connection,
@@ -78,6 +79,7 @@ def sync_run(
     if not lease.acquire():
         run.lock_busy = True
         return _finish(run, SyncRun.Status.SKIPPED, BUSY)
+    runs_end_dead(connection=connection, before=run)
     ctx = None
     try:
         connection.refresh_from_db()
@@ -105,6 +107,17 @@ def sync_run(
         status = SyncRun.Status.FAILED
         message = f"The run stopped: {describe(exc)}"
         logger.warning("sync.run.failed", extra={"run": run.pk, "code": exc.code})
+    except Exception as exc:
+        # A fault in Ledgerlink itself. The run still ends, failed and saying so, and the lease
+        # is released: every write's fate is on its binding (a create in flight stays claimed
+        # and uncertain), so the next run continues from here. The traceback goes to the log.
+        status = SyncRun.Status.FAILED
+        message = (
+            f"The run stopped on an unexpected error in Ledgerlink ({type(exc).__name__}: "
+            f"{exc}). Nothing was lost: writes in flight are confirmed by the next run. "
+            "Report this error (the log holds its details) if it comes back."
+        )
+        logger.exception("sync.run.crashed", extra={"run": run.pk})
     finally:
         if ctx is not None:
             ctx.log.flush()
@@ -116,6 +129,41 @@ def sync_run(
     return _finish(run, status, message)
 
 
+DEAD_RUN = (
+    "The worker running this sync stopped before the run ended (killed, or its machine "
+    "restarted), so its lease ran out. Nothing was lost: {next} confirms its writes in flight "
+    "and continues from where it stopped."
+)
+
+
+def runs_end_dead(*, connection: Connection, before: SyncRun | None = None) -> int:
+    """Mark failed the runs of ``connection`` still *running* whose worker is gone.
+
+    With ``before`` (a run that has just taken the company's lease), every older running run
+    lost its lease, so its worker is dead; without it, running runs are dead only when nobody
+    holds the lease (called by the schedule, so a dead run is marked failed within about one
+    lease, ``SYNC_LOCK_LEASE_SECONDS``). Returns how many were marked.
+    """
+    running = SyncRun.objects.filter(connection=connection, status=SyncRun.Status.RUNNING)
+    if before is not None:
+        running = running.filter(started_at__lt=before.started_at).exclude(pk=before.pk)
+        follower = f"run {before.pk}"
+    elif lock_held(connection=connection):
+        return 0
+    else:
+        follower = "the next run"
+    dead = list(running)
+    message = DEAD_RUN.format(next=follower)
+    for run in dead:
+        # Counted as they were; only a run still marked running is ended (no race with its own
+        # ending, had the worker come back).
+        if SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=message
+        ):
+            SyncEvent.objects.create(run=run, action="failed", message=message, level="error")
+    return len(dead)
+
+
 def _run_steps(
     ctx: SyncContext, *, direction: str, invoice_ids: list[int] | None, force: bool
 ) -> None:
@@ -124,6 +172,9 @@ def _run_steps(
     if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
         stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force)
         exporter.push_updates(importer.reconcile_stale(stale), whole=importer.send_whole)
+        # Creates whose answer this push lost are settled now if QuickBooks answers again,
+        # and so before the pull reads the feed, where they may show as new invoices.
+        exporter.replay_uncertain()
     if direction in (SyncRun.Direction.PULL, SyncRun.Direction.BOTH):
         ctx.log.checkpoint()
         exporter.push_updates(importer.pull(), whole=importer.send_whole)

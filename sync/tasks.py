@@ -17,7 +17,7 @@ from integrations.models import Connection, WebhookEvent
 from portal.tasks import queue, queue_later
 from sync.locks import lock_held
 from sync.models import SyncConfiguration, SyncRecord, SyncRun
-from sync.services import conflict_resolve, sync_run
+from sync.services import conflict_resolve, runs_end_dead, sync_run
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def scheduled_sync() -> list[int]:
         enabled=True, connection__status=Connection.Status.CONNECTED
     ).select_related("connection"):
         connection = config.connection
+        runs_end_dead(connection=connection)
         due_retry = (
             SyncRecord.objects.filter(
                 connection=connection,

@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from integrations.quickbooks.backend import batch_ref, chunks, new_request_id, parse_batch_ref
+from integrations.quickbooks.backend import (
+    batch_ref,
+    chunks,
+    new_request_id,
+    object_id,
+    parse_batch_ref,
+)
 from integrations.quickbooks.errors import (
     ConnectionFailedError,
     QBOError,
@@ -59,11 +65,18 @@ class BatchWriter(Component):
             yield from self._send(chunk, adapter, request_id=request_id)
             adapter.flush()  # once the caller has settled the chunk's answers
 
-    def _send(self, chunk: list[Write], adapter: EntityAdapter, *, request_id: str):
+    def _send(
+        self,
+        chunk: list[Write],
+        adapter: EntityAdapter,
+        *,
+        request_id: str,
+        positions: list[int] | None = None,
+    ):
         writes = [(operation, body) for _r, _l, operation, body in chunk]
         try:
             results = self.ctx.backend.write_batch(
-                adapter.qbo_entity, writes, request_id=request_id
+                adapter.qbo_entity, writes, request_id=request_id, positions=positions
             )
         except ConnectionFailedError as exc:
             reason = describe(exc, kind=adapter.kind)
@@ -97,18 +110,20 @@ class BatchWriter(Component):
         for request_id, members in groups.items():
             members.sort(key=lambda pair: pair[0])
             adapter = self.ctx.adapter(members[0][1].object_type)
-            chunk = []
-            for _position, record in members:
+            chunk, positions = [], []
+            for position, record in members:
                 local = record.local_object
                 body = adapter.body(local)
                 if body is not None:
                     chunk.append((record, local, "create", body))
+                    positions.append(position)
             if self.ctx.dry_run:
                 for record, *_ in chunk:
                     self.log.plan(f"settle {record.object_type} {record.label}")
                 continue
             self.log.checkpoint()
-            for record, local, result in self._send(chunk, adapter, request_id=request_id):
+            sent = self._send(chunk, adapter, request_id=request_id, positions=positions)
+            for record, local, result in sent:
                 if isinstance(result, Exception):
                     self.binder.fail(record, describe(result, kind=adapter.kind), error=result)
                     continue
@@ -119,5 +134,6 @@ class BatchWriter(Component):
                     "its request; no duplicate was made.",
                 )
                 self.log.outcome.created += 1
+                self.binder.release_copy(record, object_id(result))
                 self._settle_write(adapter, record, result)
             adapter.flush()

@@ -176,19 +176,31 @@ class QuickBooksBackend:
     # --- writes ------------------------------------------------------------------------
 
     def write_batch(
-        self, entity: str, writes: list[tuple[str, dict]], *, request_id: str
+        self,
+        entity: str,
+        writes: list[tuple[str, dict]],
+        *,
+        request_id: str,
+        positions: list[int] | None = None,
     ) -> list[dict | QBOError]:
         """Send one batch of at most 30 ``(operation, body)`` writes with ``request_id``.
 
         Returns one result per write, in order: the saved object or that write's own fault.
         Sending the same writes with the same ``request_id`` again returns the first answer
-        without writing twice. Raises ``QBOError`` when the whole request fails
-        (``ConnectionFailedError`` with ``uncertain`` when its answer was lost).
+        without writing twice (qbo-api.md section 5). ``positions``: each write's place in the
+        batch first sent with this ``request_id`` (default 0, 1, ...), so a replay of some of
+        its writes reads each answer from that write's place, never another's. Raises
+        ``QBOError`` when the whole request fails (``ConnectionFailedError`` with
+        ``uncertain`` when its answer was lost).
         """
         if len(writes) > BATCH_MAX_ITEMS:
             raise ValueError(f"a batch holds at most {BATCH_MAX_ITEMS} writes")
+        positions = positions if positions is not None else list(range(len(writes)))
         self.api_calls += 1
-        items = [{"operation": op, "entity": entity, "body": body} for op, body in writes]
+        items = [
+            {"operation": op, "entity": entity, "body": body, "bId": f"bid{position}"}
+            for (op, body), position in zip(writes, positions, strict=True)
+        ]
         return self.client.batch(items, request_id=request_id)
 
     def void(self, entity: str, qbo_id: str, token: str) -> dict:

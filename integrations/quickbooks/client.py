@@ -400,6 +400,8 @@ class QBOClient:
         "body": {...}}`` (updates are sparse unless ``"sparse": False``) or ``{"query":
         "select ..."}``. A result is the saved object, the ``QueryResponse`` for a query, or
         the item's own fault as a ``QBOError`` subclass (items succeed or fail one by one).
+        An item may name its own ``"bId"`` (unique in its request; default ``bid<index>``), so
+        that a replay of part of a batch reads each answer from its original place.
         Each request carries a ``requestid`` so it can be retried safely; pass ``request_id``
         (at most 32 characters) to reuse the same ids from a later task. Raises ``QBOError``
         when a whole request fails.
@@ -417,8 +419,9 @@ class QBOClient:
         self, chunk: list[dict[str, Any]], *, request_id: str
     ) -> list[dict[str, Any] | QBOError]:
         requests_: list[dict[str, Any]] = []
-        for index, item in enumerate(chunk):
-            requests_.append({"bId": f"bid{index}", **_batch_request(item)})
+        bids = [item.get("bId") or f"bid{index}" for index, item in enumerate(chunk)]
+        for bid, item in zip(bids, chunk, strict=True):
+            requests_.append({"bId": bid, **_batch_request(item)})
         answer = self._request(
             "POST",
             self._path(ApiPath.batch),
@@ -432,8 +435,8 @@ class QBOClient:
             if isinstance(entry, dict)
         }
         results: list[dict[str, Any] | QBOError] = []
-        for index, item in enumerate(chunk):
-            entry = by_bid.get(f"bid{index}")
+        for bid, item in zip(bids, chunk, strict=True):
+            entry = by_bid.get(bid)
             if entry is None:
                 results.append(QBOError("QuickBooks gave no answer for this batch item"))
             elif "Fault" in entry:

@@ -13,7 +13,7 @@ from django_q.models import Schedule
 from integrations.models import WebhookEvent
 from integrations.quickbooks.backend import QuickBooksBackend
 from integrations.quickbooks.client import QBOClient
-from sync.locks import RedisLease, lease_for, lock_acquire, lock_release
+from sync.locks import RedisLease, lease_for, lock_acquire, lock_held, lock_release
 from sync.models import SyncLock, SyncRecord, SyncRun
 from sync.services import sync_run
 from sync.tasks import pull_realm
@@ -165,25 +165,31 @@ def test_a_run_whose_lease_was_taken_stops_before_sending_and_nothing_is_duplica
     assert set(bindings.values_list("status", flat=True)) == {"synced"}
 
 
-def test_a_run_killed_after_sending_leaves_its_creates_to_be_replayed_not_resent(
+def test_an_unexpected_error_after_sending_ends_the_run_failed_and_the_next_run_replays(
     run_sync, ready, make_invoice, qbo_ui, monkeypatch
 ):
     invoice = make_invoice(number="K-100")
     real_write = QuickBooksBackend.write_batch
 
-    def sent_then_killed(self, entity, *args, **kwargs):
+    def sent_then_crashed(self, entity, *args, **kwargs):
         answer = real_write(self, entity, *args, **kwargs)
         if entity == "Invoice":
-            raise RuntimeError("the worker was killed before it read the answer")
+            raise RuntimeError("a bug in Ledgerlink, after QuickBooks saved the invoice")
         return answer
 
-    monkeypatch.setattr(QuickBooksBackend, "write_batch", sent_then_killed)
-    with pytest.raises(RuntimeError):
-        run_sync("push")
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", sent_then_crashed)
+    run = run_sync("push")
     monkeypatch.undo()
+
+    assert run.status == "failed"
+    assert run.finished_at is not None
+    assert run.message.startswith(
+        "The run stopped on an unexpected error in Ledgerlink (RuntimeError: a bug in Ledgerlink"
+    )
     record = SyncRecord.objects.get(invoice=invoice)
     assert (record.status, record.uncertain) == ("pending", True)
-    lock_release(connection=ready, holder=SyncLock.objects.get(connection=ready).holder)
+    # The lease is released at once: the next run does not wait for it to run out.
+    assert not lock_held(connection=ready)
 
     run = run_sync("push")
 
@@ -191,6 +197,34 @@ def test_a_run_killed_after_sending_leaves_its_creates_to_be_replayed_not_resent
     assert len(qbo_invoices(qbo_ui, "K-100")) == 1
     record.refresh_from_db()
     assert (record.status, record.uncertain, record.qbo_id != "") == ("synced", False, True)
+
+
+def test_a_run_left_running_by_a_dead_worker_is_marked_failed_within_one_lease(
+    run_sync, ready, short_lease
+):
+    from sync.services import runs_end_dead
+
+    dead = SyncRun.objects.create(
+        connection=ready, trigger="schedule", direction="both", status="running"
+    )
+    assert lock_acquire(connection=ready, holder=f"run-{dead.pk}-dead")
+    # While its lease holds, the run may be alive: the schedule leaves it alone.
+    assert runs_end_dead(connection=ready) == 0
+    time.sleep(short_lease + 0.2)
+    assert runs_end_dead(connection=ready) == 1
+    dead.refresh_from_db()
+    assert dead.status == "failed" and dead.finished_at is not None
+    assert dead.message.startswith("The worker running this sync stopped before the run ended")
+
+    # A new run that takes the lease ends any older run still marked running, naming itself.
+    older = SyncRun.objects.create(
+        connection=ready, trigger="schedule", direction="both", status="running"
+    )
+    run = run_sync("push")
+    assert run.status == "done", run.message
+    older.refresh_from_db()
+    assert older.status == "failed"
+    assert f"run {run.pk} confirms its writes in flight" in older.message
 
 
 def test_lease_lost_after_the_last_step_still_ends_the_run(run_sync, ready, short_lease):

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from portal.models import Invoice, InvoiceLine
 from portal.roles import BILLING_STAFF
-from sync.models import SyncConfiguration, SyncRecord
+from sync.models import SyncConfiguration, SyncEvent, SyncRecord
 from tests.sync.shapes import (
     _bundle,
     _discount,
@@ -781,8 +781,14 @@ def test_delete_in_qbo_of_rich_invoice(run_sync, qbo_ui, qbo, sent):
     invoice.refresh_from_db()
     assert invoice.status == "void"
     assert invoice.lines.count() == 5
-    run_sync("both")
+    again = run_sync("both")
     assert sent == []
+    # The feed still holds the deletion (its overlap); it is applied once, not again.
+    assert (again.updated, again.unchanged >= 1) == (0, True), (again.updated, again.unchanged)
+    deleted_events = SyncEvent.objects.filter(record__invoice=invoice, action="pulled")
+    assert [e.message for e in deleted_events if "deleted" in e.message] == [
+        "Invoice 8510 was deleted in QuickBooks; marked void in the portal."
+    ]
     Invoice.objects.filter(pk=invoice.pk).update(customer_memo="after delete")
     line = invoice.lines.get(kind="item", item__name="Hours")
     line.description = "x"

@@ -25,6 +25,7 @@ from portal.tasks import queue
 __all__ = [
     "ParsedEvent",
     "PayloadError",
+    "PayloadTooLarge",
     "SignatureMalformed",
     "SignatureMismatch",
     "SignatureMissing",
@@ -124,6 +125,14 @@ class SignatureMismatch(SignatureVerificationError):
 
 class PayloadError(WebhookError, ValueError):
     """The body is not JSON in either of Intuit's webhook formats."""
+
+
+class PayloadTooLarge(WebhookError):
+    """The body is longer than the receiver accepts; reading stopped at most one byte past it."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(f"The body is larger than {limit} bytes.")
 
 
 # --- Verification ----------------------------------------------------------------------------

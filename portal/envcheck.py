@@ -13,16 +13,26 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.known_keys import is_known_key
+
+# Shell commands that print a fresh key. Plain Python, not manage.py: settings refuse to load
+# until the key is set, so no management command could run.
+SECRET_KEY_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+TOKEN_KEY_COMMAND = (
+    'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
+
 EXAMPLES = {
-    "SECRET_KEY": "SECRET_KEY=3b1f0c9e6d0a4f5e8a7c2d1b9e8f7a6c5d4e3f2a1b0c9d8e",
+    # A command, never a literal key: whatever is printed here is published.
+    "SECRET_KEY": f"SECRET_KEY=<the output of: {SECRET_KEY_COMMAND}>",
     "DEBUG": "DEBUG=false",
     "ALLOWED_HOSTS": "ALLOWED_HOSTS=ledgerlink.example.com,localhost",
     "CSRF_TRUSTED_ORIGINS": "CSRF_TRUSTED_ORIGINS=https://ledgerlink.example.com",
     "DATABASE_URL": "DATABASE_URL=postgres://ledgerlink:secret@127.0.0.1:5432/ledgerlink "
     "(or sqlite:///db.sqlite3)",
     "REDIS_URL": "REDIS_URL=redis://127.0.0.1:6379/0",
-    "TOKEN_ENCRYPTION_KEYS": "TOKEN_ENCRYPTION_KEYS=<key from `python manage.py "
-    "generate_token_key`>[,<older key>]",
+    "TOKEN_ENCRYPTION_KEYS": f"TOKEN_ENCRYPTION_KEYS=<the output of: {TOKEN_KEY_COMMAND}>"
+    "[,<older key>]",
     "QBO_ENVIRONMENT": "QBO_ENVIRONMENT=emulator (or sandbox, production)",
     "QBO_EMULATOR_URL": "QBO_EMULATOR_URL=http://127.0.0.1:8765",
     "QBO_REDIRECT_URI": "QBO_REDIRECT_URI=http://127.0.0.1:8000/integrations/quickbooks/callback/",
@@ -39,6 +49,31 @@ def fail(variable: str, problem: str) -> ImproperlyConfigured:
         f"Setting {variable} {problem}. Set it in the environment or in .env, for example: "
         f"{example}"
     )
+
+
+_KNOWN_KEY_PROBLEMS = {
+    "SECRET_KEY": "is a key {published}, so anyone can forge sessions and signed links with it. "
+    "Replace it with a fresh key",
+    "TOKEN_ENCRYPTION_KEYS": "has a key in position {position} that is {published}, so anyone "
+    "holding the database can decrypt the QuickBooks tokens. Replace it with a fresh key; to "
+    "keep the tokens stored under it, put the fresh key first, run "
+    "`DEBUG=true python manage.py qbo_reencrypt_tokens` once, then remove the published key",
+}
+
+
+def refuse_known_keys(name: str, keys: list[str]) -> None:
+    """Raise ``fail()`` for SECRET_KEY or TOKEN_ENCRYPTION_KEYS when one of `keys` is published.
+
+    Published keys are those in ``portal.known_keys``. Settings call this only with DEBUG off,
+    which is also why the advice for TOKEN_ENCRYPTION_KEYS can run ``qbo_reencrypt_tokens``
+    with DEBUG on.
+    """
+    for position, key in enumerate(keys, start=1):
+        if is_known_key(key):
+            published = "published in Ledgerlink's repository (its tests, examples or docs)"
+            raise fail(
+                name, _KNOWN_KEY_PROBLEMS[name].format(position=position, published=published)
+            )
 
 
 class Settings:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import environ
 
-from portal.envcheck import Settings, fail
+from portal.envcheck import Settings, fail, refuse_known_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,6 +26,9 @@ SECRET_KEY = config.required_str("SECRET_KEY")
 if len(SECRET_KEY) < 32:
     raise fail("SECRET_KEY", "is shorter than 32 characters")
 DEBUG = config.bool("DEBUG", False)
+if not DEBUG:
+    # Keys from the repository's tests and examples are public (portal.known_keys).
+    refuse_known_keys("SECRET_KEY", [SECRET_KEY])
 ALLOWED_HOSTS = config.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = config.list("CSRF_TRUSTED_ORIGINS", [])
 for _origin in CSRF_TRUSTED_ORIGINS:
@@ -225,6 +228,8 @@ if QBO_ENVIRONMENT != "emulator":
             )
 # Fernet keys for tokens at rest, newest first; older keys still decrypt during a rotation.
 TOKEN_ENCRYPTION_KEYS = config.fernet_keys("TOKEN_ENCRYPTION_KEYS")
+if not DEBUG:
+    refuse_known_keys("TOKEN_ENCRYPTION_KEYS", TOKEN_ENCRYPTION_KEYS)
 SYNC_SCHEDULE_MINUTES = config.int("SYNC_SCHEDULE_MINUTES", 15, minimum=1)
 # A run holds its company's lock for this long and renews it as it goes; a worker that dies
 # frees it within this time.

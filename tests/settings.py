@@ -1,9 +1,14 @@
 """Test settings: the real settings module, with the variables a test run needs defaulted."""
 
 import os
+import secrets
 
-os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-django-checks")
-os.environ.setdefault("TOKEN_ENCRYPTION_KEYS", "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")
+from cryptography.fernet import Fernet
+
+# Fresh keys per run: with DEBUG off, as here, settings refuse any key written in the repository.
+# Set in os.environ, so the worker processes a test starts share them.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+os.environ.setdefault("TOKEN_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECURE_HTTPS", "false")
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import logging
+import socket
 from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
 
-from integrations import webhooks
+from integrations import webhook_views, webhooks
 from integrations.models import Connection, WebhookEvent
 from qbo_emulator.webhooks import WebhookDispatcher, sign
 
@@ -346,6 +348,148 @@ def test_bad_payload_records_none_of_its_events(deliver, connected, queued):
     connected(REALM)
     body = cloudevents_body(cloudevent("good"), {**cloudevent("bad"), "type": "nonsense"})
     assert deliver(body).status_code == 400
+    assert not WebhookEvent.objects.exists()
+    assert queued == []
+
+
+# --- oversized bodies ------------------------------------------------------------------------
+
+TEN_MB = 10 * 1024 * 1024
+
+
+def padded_body(size: int) -> bytes:
+    """A valid classic payload for REALM padded with JSON whitespace to exactly `size` bytes."""
+    body = classic_body((REALM, [entity()]))
+    return body + b" " * (size - len(body))
+
+
+class RecordingInput(io.BytesIO):
+    """A WSGI input holding `body` that records the size of each read."""
+
+    def __init__(self, body: bytes):
+        super().__init__(body)
+        self.reads: list[int] = []
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.reads.append(len(data))
+        return data
+
+
+def post_raw(client, wsgi_input: RecordingInput, body: bytes, **environ):
+    """POST through the test client with this WSGI input; `environ` may set CONTENT_LENGTH."""
+    return client.generic(
+        "POST",
+        URL,
+        CONTENT_TYPE="application/json",
+        HTTP_INTUIT_SIGNATURE=signature(body),
+        **{"wsgi.input": wsgi_input, **environ},
+    )
+
+
+def test_a_ten_megabyte_body_is_413_and_changes_nothing(deliver, connected, queued, caplog):
+    # Signed and valid apart from its size, so its size alone is what is refused.
+    connected(REALM)
+    with caplog.at_level(logging.WARNING, logger="integrations"):
+        response = deliver(padded_body(TEN_MB))
+
+    assert response.status_code == 413
+    limit = webhook_views.webhook_body_limit()
+    assert limit == 2_621_440  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE, not set by Ledgerlink
+    assert response.json() == {"error": f"The body is larger than {limit} bytes."}
+    assert not WebhookEvent.objects.exists()
+    assert queued == []
+    [record] = [r for r in caplog.records if r.msg == "qbo.webhook.payload_too_large"]
+    assert (record.limit, record.content_length) == (limit, str(TEN_MB))
+
+
+def test_the_limit_is_data_upload_max_memory_size_inclusive(deliver, connected, queued, settings):
+    connected(REALM)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    assert deliver(padded_body(4097)).status_code == 413
+    assert not WebhookEvent.objects.exists()
+    assert deliver(padded_body(4096)).status_code == 200
+    assert WebhookEvent.objects.count() == 1
+    assert queued == pulls([REALM])
+
+
+def test_without_a_django_limit_the_default_limit_still_applies(deliver, connected, settings):
+    connected(REALM)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = None
+    assert webhook_views.webhook_body_limit() == 2_621_440
+    assert deliver(padded_body(TEN_MB)).status_code == 413
+
+
+def test_an_oversized_content_length_is_refused_without_reading_the_body(
+    client, settings, connected, queued
+):
+    settings.QBO_WEBHOOK_VERIFIER_TOKEN = VERIFIER
+    connected(REALM)
+    body = padded_body(TEN_MB)
+    wsgi_input = RecordingInput(body)
+
+    response = post_raw(client, wsgi_input, body, CONTENT_LENGTH=str(len(body)))
+
+    assert response.status_code == 413
+    assert sum(wsgi_input.reads) == 0
+    assert not WebhookEvent.objects.exists()
+    assert queued == []
+
+
+def test_a_chunked_body_over_the_limit_is_413_reading_one_byte_past_it(
+    client, settings, connected, queued
+):
+    # No Content-Length; the server ends the input with the body (gunicorn's chunked decoding).
+    settings.QBO_WEBHOOK_VERIFIER_TOKEN = VERIFIER
+    connected(REALM)
+    body = padded_body(TEN_MB)
+    wsgi_input = RecordingInput(body)
+
+    response = post_raw(client, wsgi_input, body, **{"wsgi.input_terminated": True})
+
+    assert response.status_code == 413
+    limit = webhook_views.webhook_body_limit()
+    assert sum(wsgi_input.reads) == limit + 1
+    assert max(wsgi_input.reads) <= webhook_views.READ_CHUNK
+    assert not WebhookEvent.objects.exists()
+    assert queued == []
+
+
+def test_a_chunked_body_within_the_limit_is_received(
+    client, settings, connected, queued, django_capture_on_commit_callbacks
+):
+    settings.QBO_WEBHOOK_VERIFIER_TOKEN = VERIFIER
+    connected(REALM)
+    body = padded_body(webhook_views.READ_CHUNK * 3 + 5)
+    wsgi_input = RecordingInput(body)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_raw(client, wsgi_input, body, **{"wsgi.input_terminated": True})
+
+    assert response.status_code == 200
+    assert WebhookEvent.objects.count() == 1
+    assert queued == pulls([REALM])
+
+
+def test_an_oversized_body_over_real_http_gets_413_before_it_is_sent(
+    live_server, transactional_db, settings, queued
+):
+    # Headers announce 10 MB, one chunk of it is sent: the answer comes without the rest.
+    settings.QBO_WEBHOOK_VERIFIER_TOKEN = VERIFIER
+    Connection.objects.create(environment="emulator", realm_id=REALM)
+    body = padded_body(TEN_MB)
+    address = urlsplit(live_server.url)
+    head = (
+        f"POST {URL} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"intuit-signature: {signature(body)}\r\n\r\n"
+    ).encode()
+
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head + body[: webhook_views.READ_CHUNK])
+        answer = sock.makefile("rb").readline()
+
+    assert answer.startswith(b"HTTP/1.1 413 ")
     assert not WebhookEvent.objects.exists()
     assert queued == []
 

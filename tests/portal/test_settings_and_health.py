@@ -1,16 +1,21 @@
 import os
+import re
+import secrets
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.db import OperationalError
 from django.urls import reverse
 
 ROOT = Path(__file__).resolve().parents[2]
+# Fresh keys: settings refuse, with DEBUG off, any key written in the repository.
 GOOD_ENV = {
-    "SECRET_KEY": "a-long-enough-secret-key-for-this-start-up-test-0123",
-    "TOKEN_ENCRYPTION_KEYS": "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "DATABASE_URL": "sqlite:///:memory:",
 }
 
@@ -73,12 +78,83 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(overrides, message):
     assert "Traceback" not in result.stderr
 
 
+# What tests/settings.py set before test runs made fresh keys.
+OLD_TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-django-checks"
+OLD_TEST_TOKEN_KEY = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="
+
+
+def _key_from_the_message(stderr: str) -> str:
+    """Run the command the start-up error shows for a fresh key, as an operator would."""
+    [command] = re.findall(r"<the output of: (python -c .+?)>", stderr)
+    argv = shlex.split(command)
+    done = subprocess.run(
+        [sys.executable, *argv[1:]], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_debug_off_refuses_a_secret_key_from_the_repository_and_says_how_to_make_one():
+    result = _start({"DEBUG": "false", "SECRET_KEY": OLD_TEST_SECRET_KEY})
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "Ledgerlink cannot start: Setting SECRET_KEY is a key published in Ledgerlink's "
+        "repository (its tests, examples or docs), so anyone can forge sessions and signed links "
+        "with it. Replace it with a fresh key. Set it in the environment or in .env, for "
+        'example: SECRET_KEY=<the output of: python -c "import secrets; '
+        'print(secrets.token_urlsafe(50))">'
+    )
+    assert OLD_TEST_SECRET_KEY not in result.stderr
+    fresh = _key_from_the_message(result.stderr)
+    assert len(fresh) >= 50
+    result = _start({"DEBUG": "false", "SECRET_KEY": fresh})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("position", [1, 2])
+def test_debug_off_refuses_an_encryption_key_from_the_repository_in_any_position(position):
+    # The settings-test key in its other base64 spelling: Fernet reads it as the same key.
+    known = OLD_TEST_TOKEN_KEY.replace("-", "+").replace("_", "/")
+    fresh = Fernet.generate_key().decode()
+    keys = [known, fresh] if position == 1 else [fresh, known]
+
+    result = _start({"DEBUG": "false", "TOKEN_ENCRYPTION_KEYS": ",".join(keys)})
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "Ledgerlink cannot start: Setting TOKEN_ENCRYPTION_KEYS has a key in position "
+        f"{position} that is published in Ledgerlink's repository (its tests, examples or "
+        "docs), so anyone holding the database can decrypt the QuickBooks tokens. Replace it "
+        "with a fresh key; to keep the tokens stored under it, put the fresh key first, run "
+        "`DEBUG=true python manage.py qbo_reencrypt_tokens` once, then remove the published "
+        "key. Set it in the environment or in .env, for example: TOKEN_ENCRYPTION_KEYS=<the "
+        'output of: python -c "from cryptography.fernet import Fernet; '
+        'print(Fernet.generate_key().decode())">[,<older key>]'
+    )
+    assert known not in result.stderr
+    rotated = f"{_key_from_the_message(result.stderr)},{fresh}"
+    result = _start({"DEBUG": "false", "TOKEN_ENCRYPTION_KEYS": rotated})
+    assert result.returncode == 0, result.stderr
+
+
+def test_debug_on_accepts_keys_from_the_repository():
+    # A developer's machine, and the one-off re-encryption the refusal recommends.
+    result = _start(
+        {
+            "DEBUG": "true",
+            "SECRET_KEY": OLD_TEST_SECRET_KEY,
+            "TOKEN_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{OLD_TEST_TOKEN_KEY}",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_check_deploy_with_production_settings_reports_nothing_serious():
     result = _start(
         {
             "DEBUG": "false",
             "ALLOWED_HOSTS": "ledgerlink.example.com",
-            "SECRET_KEY": "k3Jq9vX2mB7pL4nR8sT1wY6zA0cE5gH3jK9mN2pQ7rS4uV8xZ1bD6fG0hJ3kL5n",
+            "SECRET_KEY": secrets.token_urlsafe(50),
             "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
             "QBO_ENVIRONMENT": "production",
             "QBO_CLIENT_ID": "ABcdEF123",

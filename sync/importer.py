@@ -38,7 +38,8 @@ HOLD_DETAILS = (
 
 
 class Importer(Component):
-    _read_at = None  # when the last pull started reading (the next cursor)
+    _read_at = None  # when the last pull started reading (our clock)
+    _cursor = None  # where the next pull starts reading (QuickBooks' clock when it can be)
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -81,6 +82,7 @@ class Importer(Component):
         to_push = self.import_invoices(invoices)
         self.log.progress(done=len(changes.get(PAYMENT, [])))
         self._read_at = now
+        self._cursor = self.ctx.backend.next_cursor or now
         return to_push
 
     def advance_cursor(self) -> None:
@@ -89,7 +91,7 @@ class Importer(Component):
         if self._read_at is None or self.ctx.dry_run or self.deferred:
             return
         SyncConfiguration.objects.filter(pk=self.ctx.config.pk).update(
-            pull_cursor=self._read_at, last_pull_at=self._read_at
+            pull_cursor=self._cursor, last_pull_at=self._read_at
         )
 
     def pull_list(self, adapter: NameListAdapter) -> None:

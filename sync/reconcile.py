@@ -22,6 +22,8 @@ class ReconcileReport:
     details: dict[str, dict] = field(default_factory=dict)
     only_portal: list[tuple[str, str]] = field(default_factory=list)
     only_qbo: list[str] = field(default_factory=list)
+    # One sentence per duplicate found, on either side.
+    duplicates: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [
@@ -37,6 +39,8 @@ class ReconcileReport:
         lines += [f"    {number}: {why}" for number, why in self.only_portal]
         lines.append(f"  only in QuickBooks: {len(self.only_qbo)}")
         lines += [f"    {number}" for number in self.only_qbo]
+        lines.append(f"  duplicates: {len(self.duplicates)}")
+        lines += [f"    {text}" for text in self.duplicates]
         return "\n".join(lines) + "\n"
 
 
@@ -64,7 +68,9 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
     qbo = {obj["Id"]: obj for obj in ctx.backend.read_all("Invoice")}
     records = {
         r.invoice_id: r
-        for r in SyncRecord.objects.filter(connection=connection, object_type="invoice")
+        for r in SyncRecord.objects.filter(
+            connection=connection, object_type="invoice"
+        ).select_related("invoice")
     }
     seen = set()
     for invoice in invoices_for_push(config=ctx.config, invoice_ids=None):
@@ -72,6 +78,8 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
         obj = qbo.get(record.qbo_id) if record and record.qbo_id else None
         if obj is None:
             why = record.details if record and record.details else "never synced"
+            if record and record.qbo_id and record.qbo_id not in qbo and invoice.status != "void":
+                why = f"bound to QuickBooks invoice {record.qbo_id}, which QuickBooks no longer has"
             if invoice.status == "void" and (
                 record is None or not record.qbo_id or record.qbo_id not in qbo
             ):
@@ -93,4 +101,48 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
     for qbo_id, obj in qbo.items():
         if qbo_id not in seen:
             report.only_qbo.append(obj.get("DocNumber") or f"(id {qbo_id})")
+    report.duplicates = _duplicates(qbo, records, seen)
     return report
+
+
+def _duplicates(qbo: dict[str, dict], records: dict, seen: set[str]) -> list[str]:
+    """Duplicates on either side, one sentence each: a DocNumber QuickBooks holds twice, a
+    QuickBooks invoice bound to no portal invoice that matches a bound one (same customer,
+    date and total), and a portal copy of an invoice the portal already has (``-QBO<id>``)."""
+    found = []
+    by_number: dict[str, list[str]] = {}
+    for qbo_id, obj in qbo.items():
+        if obj.get("DocNumber") and not qbo_is_void(obj):
+            by_number.setdefault(obj["DocNumber"], []).append(qbo_id)
+    for number, ids in sorted(by_number.items()):
+        if len(ids) > 1:
+            found.append(
+                f"QuickBooks has invoice number {number} {len(ids)} times "
+                f"(ids {', '.join(sorted(ids))})"
+            )
+
+    def shape(obj: dict) -> tuple:
+        ref = (obj.get("CustomerRef") or {}).get("value")
+        return ref, obj.get("TxnDate"), money(obj.get("TotalAmt") or 0)
+
+    bound = {shape(qbo[i]): i for i in seen if not qbo_is_void(qbo[i])}
+    for qbo_id, obj in sorted(qbo.items()):
+        twin = bound.get(shape(obj))
+        if qbo_id in seen or twin is None or qbo_is_void(obj):
+            continue
+        if obj.get("DocNumber") and obj["DocNumber"] == qbo[twin].get("DocNumber"):
+            continue  # reported above, by number
+        found.append(
+            f"QuickBooks invoice {qbo_id} ({obj.get('DocNumber') or 'no number'}) is bound to "
+            f"no portal invoice and may duplicate QuickBooks invoice {twin} "
+            f"({qbo[twin].get('DocNumber') or 'no number'}): same customer, date and total"
+        )
+    numbers = {r.invoice.number for r in records.values() if r.invoice_id}
+    for record in records.values():
+        if record.invoice_id and "-QBO" in record.invoice.number:
+            original = record.invoice.number.rsplit("-QBO", 1)[0]
+            if original in numbers and record.invoice.status != "void":
+                found.append(
+                    f"Portal invoice {record.invoice.number} is a copy of portal invoice {original}"
+                )
+    return found

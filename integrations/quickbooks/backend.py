@@ -29,15 +29,43 @@ READ_IDS_CHUNK = 100
 # a margin for clock skew) means a full read instead.
 CDC_LOOKBACK = timedelta(days=30)
 CDC_SAFE_LOOKBACK = CDC_LOOKBACK - timedelta(hours=1)
-# Read from a little before the cursor, so a change committed in QBO while the previous read
-# ran is not missed; the engine skips what it has already seen.
-CURSOR_OVERLAP = timedelta(minutes=2)
+# A cursor is QuickBooks' own time when its change feed answered (the answer's "time"), and
+# the next read starts a little before it, for a change stamped just before that answer but
+# committed just after (QuickBooks' commit lag is UNCONFIRMED; 5 seconds is our margin). The
+# engine skips what it has already seen.
+CURSOR_OVERLAP = timedelta(seconds=5)
+# After a full read the cursor is on our clock, so it is set this much earlier, for a
+# difference between our clock and QuickBooks'.
+CLOCK_MARGIN = timedelta(minutes=2)
 # Name lists (customers, items) are read with their inactive entries: a query without an
 # Active filter returns active ones only (qbo-api.md section 3).
 WITH_INACTIVE = "Active IN (true, false)"
 NAME_LISTS = ("Customer", "Item")
+# The most objects one change-feed answer holds (qbo-api.md section 4).
+CDC_MAX_OBJECTS = 1000
 # Where a write's position in its batch is kept with the batch's requestid on a binding.
 _POSITION = "#"
+
+
+def _updated(obj: dict) -> datetime | None:
+    """An object's ``MetaData.LastUpdatedTime`` (aware), or None when absent or unreadable."""
+    text = str((obj.get("MetaData") or {}).get("LastUpdatedTime") or "")
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _version(obj: dict) -> tuple:
+    """Orders two versions of one object: later ``LastUpdatedTime`` first, then a deletion
+    over a live version stamped the same second, then the higher ``SyncToken``."""
+    stamp = _updated(obj)
+    token = sync_token(obj)
+    return (
+        stamp.timestamp() if stamp else 0.0,
+        is_deleted(obj),
+        int(token) if token.isdigit() else -1,
+    )
 
 
 def object_id(obj: dict) -> str:
@@ -101,6 +129,8 @@ class QuickBooksBackend:
     def __init__(self, client: QBOClient):
         self.client = client
         self.api_calls = 0
+        # Where the next ``changes`` should start, after this one (see ``changes``).
+        self.next_cursor: datetime | None = None
 
     # --- reads -------------------------------------------------------------------------
 
@@ -140,10 +170,13 @@ class QuickBooksBackend:
     ) -> dict[str, list[dict]]:
         """{entity: objects changed since ``cursor``}, deletions as ``{"Id", "status":
         "Deleted"}``: from the change feed (CDC) while the cursor is within its 30 days,
-        otherwise (or with no cursor) a full read, of invoices dated ``invoices_from`` on."""
+        otherwise (or with no cursor) a full read, of invoices dated ``invoices_from`` on.
+
+        Sets ``next_cursor``, where the next call should start: QuickBooks' time when its feed
+        first answered, or, after a full read, ``now`` less ``CLOCK_MARGIN``."""
         if cursor is not None and now - cursor <= CDC_SAFE_LOOKBACK:
-            self.api_calls += 1
-            return self.client.cdc(entities, cursor - CURSOR_OVERLAP)
+            return self._feed(entities, cursor - CURSOR_OVERLAP, now=now)
+        self.next_cursor = now - CLOCK_MARGIN
         changes = {}
         for entity in entities:
             where = ""
@@ -153,6 +186,44 @@ class QuickBooksBackend:
                 where = f"TxnDate >= '{invoices_from.isoformat()}'"
             changes[entity] = self.read_all(entity, where)
         return changes
+
+    def _feed(
+        self, entities: list[str], since: datetime, *, now: datetime
+    ) -> dict[str, list[dict]]:
+        """Every change since ``since``, however many: the change feed answers at most 1,000
+        objects (qbo-api.md section 4), so an answer that may have been cut is followed by
+        another from the newest ``LastUpdatedTime`` it held, until one comes back short.
+
+        QuickBooks' order past the cap is UNCONFIRMED; Ledgerlink assumes oldest first, as
+        section 13 suggests and the emulator does. Should a full answer hold one instant only
+        (no progress possible), the live objects are read whole instead, so none is lost.
+        Keeps each object's newest version (by ``LastUpdatedTime``, then ``SyncToken``)."""
+        found: dict[str, dict[str, dict]] = {entity: {} for entity in entities}
+        self.next_cursor = None
+        while True:
+            self.api_calls += 1
+            answer, answered = self.client.cdc_answer(entities, since)
+            if self.next_cursor is None:
+                self.next_cursor = answered or now - CLOCK_MARGIN
+            newest, count = since, 0
+            for entity, rows in answer.items():
+                kept = found.setdefault(entity, {})
+                for obj in rows:
+                    count += 1
+                    newest = max(newest, _updated(obj) or since)
+                    key = object_id(obj)
+                    if key not in kept or _version(obj) >= _version(kept[key]):
+                        kept[key] = obj
+            if count < CDC_MAX_OBJECTS:
+                break
+            if newest <= since:
+                for entity in entities:
+                    where = WITH_INACTIVE if entity in NAME_LISTS else ""
+                    for obj in self.read_all(entity, where):
+                        found[entity].setdefault(object_id(obj), obj)
+                break
+            since = newest
+        return {entity: list(rows.values()) for entity, rows in found.items()}
 
     def find_by_names(self, entity: str, name_field: str, names: list[str]) -> dict[str, dict]:
         """Objects whose ``name_field`` is one of ``names``, keyed by lower-cased name.

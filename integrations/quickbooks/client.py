@@ -380,6 +380,14 @@ class QBOClient:
         come as QBO reports them: ``{"Id": ..., "status": "Deleted", "MetaData": ...}``.
         A naive ``changed_since`` is taken as UTC. Raises ``QBOError``.
         """
+        return self.cdc_answer(entities, changed_since)[0]
+
+    def cdc_answer(
+        self, entities: list[str], changed_since: dt.datetime
+    ) -> tuple[dict[str, list[dict]], dt.datetime | None]:
+        """As ``cdc``, with the answer's ``time`` (QuickBooks' clock when it answered, aware;
+        None if absent or unreadable): a cursor on QuickBooks' own clock needs no margin for
+        the difference between clocks."""
         path = self._path(ApiPath.cdc)
         params = {"entities": ",".join(entities), "changedSince": _format_datetime(changed_since)}
         answer = self._request("GET", path, params=params, idempotent=True)
@@ -389,7 +397,13 @@ class QBOClient:
                 for key, value in block.items():
                     if isinstance(value, list):
                         changes.setdefault(key, []).extend(value)
-        return changes
+        try:
+            answered = dt.datetime.fromisoformat(str(answer.get("time") or ""))
+        except ValueError:
+            answered = None
+        if answered is not None and answered.tzinfo is None:
+            answered = answered.replace(tzinfo=dt.UTC)
+        return changes, answered
 
     def batch(
         self, items: list[dict[str, Any]], *, request_id: str | None = None

@@ -10,6 +10,7 @@ from integrations.quickbooks.backend import QuickBooksBackend
 from integrations.quickbooks.errors import ConnectionFailedError
 from portal.models import Invoice
 from sync.models import SyncRecord
+from sync.reconcile import reconcile_report
 from tests.sync.conftest import qbo_invoices
 
 NUMBERS = [f"LA-{n:02}" for n in range(10)]
@@ -102,15 +103,21 @@ def test_a_copy_an_older_pull_made_is_merged_when_the_replay_settles_the_origina
     assert run_sync("both").status == "done"
     copies = Invoice.objects.filter(number__contains="-QBO")
     assert copies.count() == len(NUMBERS)
-
     answers_lost.undo()
+    report = reconcile_report(connection=ready)
+    for copy in copies:
+        original = copy.number.split("-QBO")[0]
+        assert f"Portal invoice {copy.number} is a copy of portal invoice {original}" in (
+            report.duplicates
+        ), report.render()
+
     run = run_sync("both")
 
     assert run.status == "done", run.message
     originals = SyncRecord.objects.filter(invoice__number__in=NUMBERS)
     assert {r.status for r in originals} == {"synced"}
     assert all(r.qbo_id for r in originals)
-    for copy in copies:
+    for copy in copies.all():
         record = copy.sync_records.get()
         assert copy.status == "void"
         assert (record.status, record.qbo_id) == ("skipped", "")
@@ -178,3 +185,37 @@ def test_an_update_whose_answer_was_lost_is_retried_and_applied_once(
         [row] = qbo_invoices(qbo_ui, invoice.number)
         assert row["CustomerMemo"]["value"] == "Edited"
         assert row["SyncToken"] == tokens[invoice.number]
+
+
+def test_reconcile_names_duplicates_in_quickbooks_and_bindings_to_missing_invoices(
+    run_sync, ready, make_invoice, qbo_ui, answers_lost
+):
+    answers_lost.undo()
+    make_invoice(number="RC-1"), make_invoice(number="RC-2")
+    assert run_sync("push").status == "done"
+    [original] = qbo_invoices(qbo_ui, "RC-1")
+    twin = qbo_ui.create(
+        "Invoice",
+        {
+            "CustomerRef": original["CustomerRef"],
+            "TxnDate": original["TxnDate"],
+            "Line": [x for x in original["Line"] if x["DetailType"] != "SubTotalLineDetail"],
+            "TxnTaxDetail": {"TxnTaxCodeRef": original["TxnTaxDetail"]["TxnTaxCodeRef"]},
+        },
+    )
+    assert twin["TotalAmt"] == original["TotalAmt"]
+    [missing] = qbo_invoices(qbo_ui, "RC-2")
+    qbo_ui.delete("Invoice", missing["Id"])
+
+    report = reconcile_report(connection=ready)
+
+    assert report.duplicates == [
+        f"QuickBooks invoice {twin['Id']} ({twin.get('DocNumber') or 'no number'}) is bound "
+        f"to no portal invoice and may duplicate QuickBooks invoice {original['Id']} (RC-1): "
+        "same customer, date and total"
+    ], report.render()
+    assert (
+        "RC-2",
+        f"bound to QuickBooks invoice {missing['Id']}, which QuickBooks no longer has",
+    ) in report.only_portal
+    assert "  duplicates: 1" in report.render()

@@ -92,7 +92,7 @@ class Binder:
         review (unless forced), or failed and not due yet (unless asked for by id)."""
         if record is None:
             return False
-        if record.uncertain:
+        if record.uncertain or record.status == S.CLASH:
             return True
         if record.status == S.CONFLICT and not force:
             return True
@@ -101,6 +101,21 @@ class Binder:
             and record.next_retry_at
             and record.next_retry_at > timezone.now()
             and not retry_now
+        )
+
+    def refused(self, record: SyncRecord | None, version: str, *, retry_now: bool) -> bool:
+        """Whether QuickBooks already refused this very ``version`` for good: it is not sent
+        again until it changes or staff press Retry (``retry_now``). Remembers ``version``
+        on the binding, for ``fail`` to keep should QuickBooks refuse it."""
+        if record is None:
+            return False
+        record.version = version
+        return bool(
+            record.status == S.FAILED
+            and not retry_now
+            and record.next_retry_at is None
+            and record.refused_version
+            and record.refused_version == version
         )
 
     def invoice_records(self, invoice_ids: list[int]) -> dict[int, SyncRecord]:
@@ -183,6 +198,8 @@ class Binder:
         record.attempts += 1
         retryable = bool(error is not None and getattr(error, "retryable", False))
         record.next_retry_at = retry_at(record.attempts) if retryable else None
+        # A refusal retrying cannot fix waits until what was sent changes (``refused``).
+        record.refused_version = "" if retryable else getattr(record, "version", "")
         for key, value in (error_fields(error) if error else NO_ERROR).items():
             setattr(record, key, value)
         record.save()

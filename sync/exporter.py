@@ -12,7 +12,11 @@ back to the caller, which lets the importer compare both versions.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from integrations.quickbooks.backend import (
+    name_key,
     object_id,
     sync_token,
     version_ref,
@@ -58,6 +62,10 @@ class Exporter(BatchWriter):
             if self.binder.waits(record, retry_now=invoice_ids is not None, force=force):
                 continue
             neutral = self.invoices.neutral_local(invoice)
+            version = self._version(invoice, neutral)
+            if self.binder.refused(record, version, retry_now=invoice_ids is not None or force):
+                self.log.outcome.unchanged += 1
+                continue
             if record is not None and record.qbo_id:
                 agreed = record.agreed or {}
                 sent = self.ctx.mapping.project(neutral, "to")
@@ -84,7 +92,9 @@ class Exporter(BatchWriter):
                     )
                 continue
             # Saved when it is first written (with its requestid), one query instead of two.
-            record = record or self.binder.new("invoice", invoice, save=False)
+            if record is None:
+                record = self.binder.new("invoice", invoice, save=False)
+                record.version = version
             self._check(record, invoice, neutral, to_write)
         # Creates, then updates, then voids.
         to_write.sort(key=lambda pair: bool(pair[0].qbo_id))
@@ -104,6 +114,52 @@ class Exporter(BatchWriter):
         lines_change = any(sent.get(k) != agreed_to.get(k) for k in ("lines", "tax_code"))
         lines = list(invoice.lines.all())
         return lines_change and bool(lines) and not any(line.qbo_line_id for line in lines)
+
+    def _version(self, invoice: Invoice, neutral: dict) -> str:
+        """A fingerprint of what a push of ``invoice`` would send: its own fields and lines
+        and the customer and items it uses."""
+        uses = {
+            kind: sorted(
+                json.dumps(self.ctx.adapter(kind).neutral_local(local), sort_keys=True)
+                for local in locals_.values()
+            )
+            for kind, locals_ in self.invoices.dependencies([invoice]).items()
+        }
+        text = json.dumps([neutral, uses], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _not_found(self, record: SyncRecord, invoice: Invoice, error: NotFoundError) -> str:
+        """Why QuickBooks answered an update with "Object Not Found" (610), which it gives for
+        a deleted invoice and for an inactive customer or item alike (qbo-api.md section 7):
+        the invoice and what it uses are read to tell the cases apart, each with its fix. A
+        fix never says to void an invoice QuickBooks still has."""
+        try:
+            self.ctx.backend.read(self.invoices.qbo_entity, record.qbo_id)
+        except NotFoundError:
+            return (
+                f"Invoice {invoice.number} was deleted in QuickBooks, so it was not updated "
+                "and not re-created. Void it in the portal, or clear its QuickBooks link and "
+                "press Retry to send it as a new invoice."
+            )
+        except QBOError:
+            return describe(error, kind="invoice", number=invoice.number)
+        for kind, locals_ in self.invoices.dependencies([invoice]).items():
+            adapter = self.ctx.adapter(kind)
+            ids = {self.binder.qbo_id(kind, pk): local for pk, local in locals_.items()}
+            ids.pop("", None)
+            try:
+                objs = self.ctx.backend.read_ids(adapter.qbo_entity, sorted(ids))
+            except QBOError:
+                continue
+            for obj in objs:
+                if obj.get("Active") is False:
+                    name = adapter.label(ids[object_id(obj)])
+                    return (
+                        f"The {kind} {name} is inactive in QuickBooks, so QuickBooks refused "
+                        f"invoice {invoice.number}: reactivate {kind} {name} in QuickBooks, "
+                        "then press Retry."
+                    )
+        return describe(error, kind="invoice", number=invoice.number)
 
     def _recheck(self, pairs: list[Pair]) -> None:
         """Invoices whose totals differed and that nobody changed: read QuickBooks' version
@@ -167,12 +223,7 @@ class Exporter(BatchWriter):
         if isinstance(result, StaleObjectError):
             return True
         if isinstance(result, NotFoundError) and record.qbo_id:
-            self.binder.fail(
-                record,
-                "The invoice no longer exists in QuickBooks (deleted there). It was not "
-                "re-created; void it in the portal or clear its link and retry.",
-                error=result,
-            )
+            self.binder.fail(record, self._not_found(record, invoice, result), error=result)
             return False
         if isinstance(result, Exception):
             names = {
@@ -285,12 +336,22 @@ class Exporter(BatchWriter):
                 missing[local_id] = local
         if not missing:
             return problems
-        found = self.lookup_by_name(kind, list(missing.values()))
+        found, refused = self.lookup_by_name(kind, list(missing.values()))
         to_create = []
         for local_id, local in missing.items():
             name = adapter.label(local)
             record = self.binder.get(kind, local_id) or self.binder.new(kind, local)
-            obj = found.get(name.lower())
+            if name_key(name) in refused:
+                # Only the invoices that need this record fail; the others go on.
+                exc = refused[name_key(name)]
+                reason = (
+                    f"QuickBooks refused to look up the {kind} {name}: "
+                    f"{describe(exc, kind=kind, name=name)}"
+                )
+                problems[local_id] = reason
+                self.binder.fail(record, reason, error=exc)
+                continue
+            obj = found.get(name_key(name))
             if obj is not None:
                 self.log.event(record, "linked", f"{name} matched by name in QuickBooks.")
                 if not self.ctx.dry_run:
@@ -332,8 +393,9 @@ class Exporter(BatchWriter):
         self.ensure(adapter, local)
         self.log.progress(done=len(local))
 
-    def lookup_by_name(self, kind: str, locals_: list) -> dict[str, dict]:
-        """QuickBooks objects of ``kind`` named as ``locals_``, keyed by lower-cased name."""
+    def lookup_by_name(self, kind: str, locals_: list) -> tuple[dict[str, dict], dict]:
+        """QuickBooks objects of ``kind`` named as ``locals_``, and the look-ups QuickBooks
+        refused, both keyed by ``name_key`` (``QuickBooksBackend.find_by_names``)."""
         adapter = self.ctx.adapter(kind)
         return self.ctx.backend.find_by_names(
             adapter.qbo_entity, adapter.qbo_name_field, [adapter.label(x) for x in locals_]

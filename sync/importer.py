@@ -213,7 +213,12 @@ class Importer(Component):
                 self._defer(obj)
             elif record is None or record.invoice_id is None:
                 if not (first_date and self.invoices.remote_date(obj) < first_date.isoformat()):
-                    self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
+                    holder = self._number_holder(obj)
+                    record = self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
+                    if holder is not None and record is not None:
+                        self.hold_clash(record, holder)
+            elif record.status == S.CLASH:
+                self.refresh_clash(record, obj)
             elif record.sync_token == sync_token(obj) and record.status in (S.SYNCED, S.DIFFERS):
                 self.log.outcome.unchanged += 1
             else:
@@ -332,6 +337,81 @@ class Importer(Component):
         record.sync_token = token
         record.save()
 
+    # --- invoice numbers taken on both sides ----------------------------------------------
+
+    def _number_holder(self, obj: dict) -> Invoice | None:
+        """The portal invoice that already has a new QuickBooks invoice's DocNumber."""
+        number = obj.get("DocNumber") or ""
+        return Invoice.objects.filter(number=number).first() if number else None
+
+    def hold_clash(self, record: SyncRecord, holder: Invoice) -> None:
+        """A QuickBooks invoice was pulled whose number portal invoice ``holder`` has. The
+        portal keeps it under a number of its own (``N-QBO<id>``) and holds both for staff:
+        QuickBooks' number is never changed, and ``holder``, if it is not in QuickBooks yet,
+        is not sent with the same number. Staff link them as one or renumber the portal's
+        (``sync.services.number_clash_link`` / ``number_clash_renumber``)."""
+        if self.ctx.dry_run:
+            return
+        number, copy = record.qbo_doc_number, record.invoice
+        theirs = self.binder.get("invoice", holder.pk)
+        self.log.outcome.conflicts += 1
+        if theirs is not None and theirs.qbo_id:
+            details = (
+                f"QuickBooks has two invoices numbered {number}: this one (QuickBooks id "
+                f"{record.qbo_id}) and the one portal invoice {number} is linked to (QuickBooks "
+                f"id {theirs.qbo_id}). The portal keeps this one as {copy.number}, and neither "
+                "number is changed in QuickBooks. Renumber one of them in QuickBooks; the next "
+                "pull takes the new number."
+            )
+        else:
+            details = (
+                f"Invoice number {number} is taken on both sides: by portal invoice {number}, "
+                f"not in QuickBooks yet, and by this invoice made in QuickBooks (id "
+                f"{record.qbo_id}), kept in the portal as {copy.number}. QuickBooks' number is "
+                "never changed. On the QuickBooks page's Conflicts tab, link them as one "
+                "invoice, or renumber the portal's invoice."
+            )
+            theirs = theirs or self.binder.new("invoice", holder)
+            self._mark_clash(
+                theirs,
+                f"Invoice number {number} is also on an invoice made in QuickBooks (id "
+                f"{record.qbo_id}), kept in the portal as {copy.number}. This invoice is not "
+                "sent until staff choose on the QuickBooks page's Conflicts tab: link them as "
+                "one invoice, or renumber this one.",
+            )
+        self._mark_clash(record, details)
+
+    def _mark_clash(self, record: SyncRecord, details: str) -> None:
+        record.status, record.details = S.CLASH, details
+        record.save()
+        self.log.event(record, "conflict", f"{record.label}: {details}", level="warning")
+
+    def refresh_clash(self, record: SyncRecord, obj: dict) -> None:
+        """A held QuickBooks invoice changed there: its changes are taken (never its number
+        into the portal's, nor the portal's into QuickBooks), and once its DocNumber is free
+        in the portal (renumbered in QuickBooks) it takes that number and the hold ends."""
+        if record.sync_token == sync_token(obj) or self.ctx.dry_run:
+            self.log.outcome.unchanged += 1
+            return
+        theirs = self.invoices.neutral_qbo(obj)
+        holder = self._number_holder(obj)
+        if holder is not None and holder.pk != record.invoice_id:
+            self.apply(record, record.invoice, obj, theirs, fields=frozenset(theirs) - {"number"})
+            self.hold_clash(record, holder)
+            return
+        # Free now: the hold ends, and the number QuickBooks has is taken.
+        self.apply(record, record.invoice, obj, theirs)
+        for waiting in SyncRecord.objects.filter(
+            connection=self.ctx.connection, object_type="invoice", status=S.CLASH, qbo_id=""
+        ).select_related("invoice"):
+            if (
+                not Invoice.objects.filter(number=waiting.invoice.number)
+                .exclude(pk=waiting.invoice_id)
+                .exists()
+            ):
+                waiting.status, waiting.details = S.PENDING, ""
+                waiting.save(update_fields=["status", "details", "updated_at"])
+
     def apply(
         self,
         record: SyncRecord | None,
@@ -341,14 +421,16 @@ class Importer(Component):
         *,
         fields: frozenset[str] | None = None,
         keep_lines: frozenset[int] = frozenset(),
-    ) -> None:
+    ) -> SyncRecord | None:
         """Write QuickBooks' version of an invoice into the portal: the fields that flow back,
         or only ``fields`` of them (a merge keeps the portal's own changes to the others), and
-        of its lines all but the positions in ``keep_lines`` (``conflicts.merge_lines``)."""
+        of its lines all but the positions in ``keep_lines`` (``conflicts.merge_lines``).
+        Returns the binding (None for a dry run, or when the invoice could not be written:
+        the binding then says why)."""
         if self.ctx.dry_run:
             number = invoice.number if invoice else (obj.get("DocNumber") or f"QBO-{obj['Id']}")
             self.log.plan(f"pull invoice {number}")
-            return
+            return None
         try:
             with transaction.atomic():
                 invoice, created = self.invoices.local.write(
@@ -369,7 +451,7 @@ class Importer(Component):
                 qbo_doc_number=self.invoices.remote_number(obj),
             )
             self.binder.fail(record, str(exc))
-            return
+            return None
         record = record or self.binder.new("invoice", invoice)
         if record.invoice_id is None:
             record.invoice = invoice
@@ -389,6 +471,7 @@ class Importer(Component):
             differs=self.invoices.differences(record, obj),
         )
         self.invoices.local.apply_payments(invoice, obj)
+        return record
 
     def pulled_delete(self, record: SyncRecord | None) -> None:
         """QuickBooks deleted an invoice: the portal keeps it, void; nothing is re-created."""

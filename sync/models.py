@@ -138,6 +138,8 @@ class SyncRecord(models.Model):
         DIFFERS = "differs", "Totals differ"
         FAILED = "failed", "Failed"
         CONFLICT = "conflict", "Conflict"
+        # An invoice number taken on both sides: held until staff choose (never renamed).
+        CLASH = "clash", "Number taken"
         SKIPPED = "skipped", "Skipped"
 
     connection = models.ForeignKey(
@@ -180,6 +182,10 @@ class SyncRecord(models.Model):
     conflict_qbo = models.JSONField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     next_retry_at = models.DateTimeField(null=True, blank=True)
+    # A fingerprint of the version QuickBooks last refused for good (a validation fault, a
+    # duplicate name): that version is not sent again until it, or a customer or item it
+    # uses, changes, or staff press Retry.
+    refused_version = models.CharField(max_length=64, blank=True)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     last_pulled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

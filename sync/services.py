@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from integrations.models import Connection
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
+from portal.models import Invoice
 from sync.configuration import sync_configuration_for
 from sync.context import SyncContext
 from sync.exporter import Exporter
@@ -239,3 +240,86 @@ def conflict_resolve(*, record: SyncRecord, keep: str) -> SyncRun:
         run.refresh_from_db()
         return _finish(run, SyncRun.Status.DONE, "")
     raise ValueError("keep must be 'portal' or 'quickbooks'")
+
+
+class ClashError(ValueError):
+    """A number clash cannot be settled as asked; the message says why, for staff."""
+
+
+def _clash_parts(record: SyncRecord) -> tuple[SyncRecord, Invoice, SyncRecord | None]:
+    """(the held QuickBooks invoice's binding, the portal invoice holding its number, that
+    invoice's binding). Raises ``ClashError`` when ``record`` is no longer held."""
+    record.refresh_from_db()
+    if record.status != SyncRecord.Status.CLASH or not record.qbo_id:
+        raise ClashError(f"{record.label} is not held for its number any more.")
+    holder = Invoice.objects.filter(number=record.qbo_doc_number).first()
+    if holder is None or holder.pk == record.invoice_id:
+        raise ClashError(f"No other portal invoice has number {record.qbo_doc_number} now.")
+    holder_record = SyncRecord.objects.filter(
+        connection=record.connection, object_type="invoice", invoice=holder
+    ).first()
+    if holder_record is not None and holder_record.qbo_id:
+        raise ClashError(
+            f"Portal invoice {holder.number} is already linked to another QuickBooks invoice: "
+            "QuickBooks has this number twice. Renumber one of them in QuickBooks."
+        )
+    return record, holder, holder_record
+
+
+def number_clash_link(*, record: SyncRecord) -> SyncRun:
+    """Staff say the held QuickBooks invoice and the portal invoice with its number are one
+    invoice: the portal invoice is linked to it and takes QuickBooks' version (QuickBooks
+    holds the books), and the copy the pull made is deleted. Nothing is written to
+    QuickBooks. Raises ``ClashError``."""
+    record, holder, holder_record = _clash_parts(record)
+    run = SyncRun.objects.create(
+        connection=record.connection, trigger="button", direction="pull", status="running"
+    )
+    ctx = context_for(connection=record.connection, run=run)
+    obj = ctx.backend.read("Invoice", record.qbo_id)
+    copy = record.invoice
+    with transaction.atomic(), sync_writing():
+        if holder_record is not None:
+            holder_record.delete()
+        record.invoice = holder
+        record.status = SyncRecord.Status.PENDING
+        record.save()
+        copy.delete()
+        importer = Importer(ctx)
+        importer.apply(record, holder, obj, importer.invoices.neutral_qbo(obj))
+        ctx.log.event(
+            record,
+            "linked",
+            f"Invoice {holder.number} linked to QuickBooks invoice {record.qbo_id} as one "
+            f"invoice, with QuickBooks' version; its copy {copy.number} was removed.",
+        )
+    ctx.log.flush()
+    run.refresh_from_db()
+    return _finish(run, SyncRun.Status.DONE, "")
+
+
+def number_clash_renumber(*, record: SyncRecord, number: str) -> SyncRun:
+    """Staff give the portal's invoice ``number`` instead: the held QuickBooks invoice takes
+    its own number in the portal, and the portal's invoice is sent with its new number.
+    Raises ``ClashError`` for a number that is empty or taken."""
+    number = number.strip()
+    record, holder, holder_record = _clash_parts(record)
+    if not number:
+        raise ClashError("Enter the new number for the portal's invoice.")
+    if Invoice.objects.filter(number=number).exists():
+        raise ClashError(f"Number {number} is taken in the portal too; choose another.")
+    taken = record.qbo_doc_number
+    with transaction.atomic(), sync_writing():
+        Invoice.objects.filter(pk=holder.pk).update(number=number)
+        Invoice.objects.filter(pk=record.invoice_id).update(number=taken)
+        record.status, record.details = SyncRecord.Status.SYNCED, ""
+        record.save(update_fields=["status", "details", "updated_at"])
+        if holder_record is not None:
+            holder_record.status, holder_record.details = SyncRecord.Status.PENDING, ""
+            holder_record.save(update_fields=["status", "details", "updated_at"])
+    return sync_run(
+        connection=record.connection,
+        trigger="button",
+        direction="push",
+        invoice_ids=[holder.pk],
+    )

@@ -68,6 +68,12 @@ def _version(obj: dict) -> tuple:
     )
 
 
+def name_key(name: str) -> str:
+    """A name as QuickBooks compares names: without surrounding spaces (QuickBooks trims them
+    on save) and ignoring case (both UNCONFIRMED in qbo-api.md section 13)."""
+    return (name or "").strip().casefold()
+
+
 def object_id(obj: dict) -> str:
     """A QuickBooks object's ``Id``, as text ("" when it has none)."""
     value = obj.get("Id")
@@ -140,12 +146,14 @@ class QuickBooksBackend:
         return self.client.read(entity, qbo_id)
 
     def read_ids(self, entity: str, ids: list[str]) -> list[dict]:
-        """The objects with these Ids, by ``Id IN (...)`` queries."""
+        """The objects with these Ids, by ``Id IN (...)`` queries (inactive name-list entries
+        included: a name-list query returns active ones only unless asked, section 3)."""
         rows: list[dict] = []
+        both = f"{WITH_INACTIVE} AND " if entity in NAME_LISTS else ""
         for chunk in chunks(ids, READ_IDS_CHUNK):
             self.api_calls += 1
             listed = ", ".join(quote(i) for i in chunk)
-            rows += self.client.query(f"SELECT * FROM {entity} WHERE Id IN ({listed})").get(
+            rows += self.client.query(f"SELECT * FROM {entity} WHERE {both}Id IN ({listed})").get(
                 entity, []
             )
         return rows
@@ -225,24 +233,36 @@ class QuickBooksBackend:
             since = newest
         return {entity: list(rows.values()) for entity, rows in found.items()}
 
-    def find_by_names(self, entity: str, name_field: str, names: list[str]) -> dict[str, dict]:
-        """Objects whose ``name_field`` is one of ``names``, keyed by lower-cased name.
+    def find_by_names(
+        self, entity: str, name_field: str, names: list[str]
+    ) -> tuple[dict[str, dict], dict[str, QBOError]]:
+        """Look ``names`` up in ``name_field``, as QuickBooks compares names (``name_key``).
 
-        One query per name, sent in batches of 30. Raises the first item's fault, if any.
+        Returns ``(found, refused)``: the objects found and, for each look-up QuickBooks
+        refused (its query language refuses some characters, qbo-api.md section 3), its
+        fault; both keyed by ``name_key``. One query per name, in batches of 30, so one
+        refused name never hides the others. Raises ``QBOError`` when a whole batch fails.
         """
+        keys = {name_key(name): name.strip() for name in names}
+        ordered = sorted(keys)
         statements = [
-            {"query": f"SELECT * FROM {entity} WHERE {name_field} = {quote(name)}"}
-            for name in sorted(set(names))
+            {"query": f"SELECT * FROM {entity} WHERE {name_field} = {quote(keys[key])}"}
+            for key in ordered
         ]
         found: dict[str, dict] = {}
-        for chunk in chunks(statements):
+        refused: dict[str, QBOError] = {}
+        for start in range(0, len(ordered), BATCH_MAX_ITEMS):
+            chunk = statements[start : start + BATCH_MAX_ITEMS]
             self.api_calls += 1
-            for result in self.client.batch(chunk):
-                if isinstance(result, Exception):
-                    raise result
+            keys = ordered[start : start + BATCH_MAX_ITEMS]
+            for key, result in zip(keys, self.client.batch(chunk), strict=True):
+                if isinstance(result, QBOError):
+                    refused[key] = result
+                    continue
                 for obj in result.get(entity) or []:
-                    found[obj.get(name_field, "").lower()] = obj
-        return found
+                    if name_key(obj.get(name_field, "")) == key:
+                        found[key] = obj
+        return found, refused
 
     # --- writes ------------------------------------------------------------------------
 

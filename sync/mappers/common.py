@@ -7,12 +7,28 @@ write compares equal and is ignored.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from portal.money import round_money
 
 # Quantities and unit prices: QuickBooks keeps seven places (qbo-api.md section 13).
 QUANTITY_PLACES = Decimal("0.0000001")
+
+
+# QuickBooks renames a customer or item it makes inactive ("deleted" in its screens) by adding
+# " (deleted)" (qbo-api.md section 3), and " (deleted-1)" and so on for a second one of that
+# name (numbering UNCONFIRMED); the portal keeps the record under its own name.
+DELETED_SUFFIX = re.compile(r" \(deleted(?:-\d+)?\)$")
+
+
+def active_name(obj: dict, field: str) -> str:
+    """A name-list entry's name without the suffix QuickBooks adds when it is made
+    inactive."""
+    name = obj.get(field, "") or ""
+    if obj.get("Active") is False:
+        return DELETED_SUFFIX.sub("", name)
+    return name
 
 
 def number(value) -> str:

@@ -3,6 +3,8 @@ the neutral form to a QuickBooks Customer body (qbo-api.md section 8, Customer).
 
 from __future__ import annotations
 
+from sync.mappers.common import active_name
+
 
 def customer_neutral_local(customer) -> dict:
     return {
@@ -21,11 +23,8 @@ def customer_neutral_local(customer) -> dict:
 
 def customer_neutral_qbo(obj: dict) -> dict:
     addr = obj.get("BillAddr") or {}
-    name = obj.get("DisplayName", "")
-    if obj.get("Active") is False and name.endswith(" (deleted)"):
-        name = name.removesuffix(" (deleted)")
     return {
-        "name": name,
+        "name": active_name(obj, "DisplayName"),
         "company": obj.get("CompanyName", "") or "",
         "email": (obj.get("PrimaryEmailAddr") or {}).get("Address", ""),
         "phone": (obj.get("PrimaryPhone") or {}).get("FreeFormNumber", ""),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sync.mappers.common import number
+from sync.mappers.common import active_name, number
 
 ITEM_TYPES_TO_QBO = {
     "service": "Service",
@@ -30,7 +30,7 @@ def item_neutral_local(item) -> dict:
 
 def item_neutral_qbo(obj: dict) -> dict:
     return {
-        "name": obj.get("Name", ""),
+        "name": active_name(obj, "Name"),
         "sku": obj.get("Sku", "") or "",
         "type": ITEM_TYPES_FROM_QBO.get(obj.get("Type", ""), "service"),
         "description": obj.get("Description", "") or "",

@@ -108,7 +108,7 @@ def test_duplicate_name_refused_by_qbo_names_the_fix(run_sync, make_invoice, qbo
         if kind != "customer":
             return real_lookup(self, kind, locals_)
         qbo_ui.create("Customer", {"DisplayName": "Northwind Traders"})
-        return {}
+        return {}, {}
 
     monkeypatch.setattr(Exporter, "lookup_by_name", lookup_then_clash)
     invoice = make_invoice(customer="Northwind Traders")

@@ -1,0 +1,171 @@
+"""Identities that survive what accountants do in QuickBooks: names compared as QuickBooks
+compares them, a refused look-up failing only the invoices that need it, inactive entries
+under their own names, and reasons that tell the cases apart."""
+
+from integrations.quickbooks.client import QBOClient
+from integrations.quickbooks.errors import error_from_fault
+from portal.models import Customer, Item
+from sync.models import SyncRecord
+from tests.sync.conftest import qbo_invoices
+
+
+def test_a_name_differing_only_by_spaces_and_case_links_to_the_quickbooks_customer(
+    run_sync, make_invoice, qbo_ui
+):
+    made = qbo_ui.create("Customer", {"DisplayName": "Harbor Freight Co"})
+    invoice = make_invoice(number="ID-1", customer="  harbor freight co ")
+
+    run = run_sync("push")
+
+    assert run.status == "done", run.message
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "synced", record.details
+    customer = SyncRecord.objects.get(customer=invoice.customer)
+    assert customer.qbo_id == made["Id"]
+    names = [c["DisplayName"] for c in qbo_ui.rows("Customer")]
+    assert names.count("Harbor Freight Co") == 1
+    assert not any(
+        n.strip().lower() == "harbor freight co" and n != "Harbor Freight Co" for n in names
+    )
+
+
+def test_a_refused_look_up_fails_only_the_invoices_that_need_that_customer(
+    run_sync, make_invoice, qbo_ui, monkeypatch
+):
+    real_batch = QBOClient.batch
+    odd = "Ünïcode \\ Trading"
+
+    def refuse_one(self, items, **kwargs):
+        results = real_batch(self, items, **kwargs)
+        return [
+            error_from_fault(
+                {
+                    "type": "ValidationFault",
+                    "Error": [
+                        {
+                            "code": "4000",
+                            "Message": "Error parsing query",
+                            "Detail": "QueryParserError: Encountered an unexpected character",
+                        }
+                    ],
+                },
+                status=400,
+            )
+            if "Trading" in item.get("query", "")
+            else result
+            for item, result in zip(items, results, strict=True)
+        ]
+
+    monkeypatch.setattr(QBOClient, "batch", refuse_one)
+    blocked = make_invoice(number="ID-2", customer=odd)
+    fine = [make_invoice(number=f"ID-3{n}", customer="Bayside Dental") for n in range(3)]
+
+    run = run_sync("push")
+
+    assert run.status == "done", run.message
+    record = SyncRecord.objects.get(invoice=blocked)
+    assert record.status == "failed"
+    assert record.details.startswith(f"QuickBooks refused to look up the customer {odd}")
+    assert {SyncRecord.objects.get(invoice=i).status for i in fine} == {"synced"}
+    assert [r["DocNumber"] for r in qbo_invoices(qbo_ui) if r["DocNumber"].startswith("ID-3")]
+
+
+def test_an_item_made_inactive_in_quickbooks_keeps_its_own_name_in_the_portal(
+    run_sync, ready, qbo_ui
+):
+    assert run_sync("items").status == "done"
+    pruning = qbo_ui.find("Item", Name="Gardening")
+    qbo_ui.update("Item", {"Id": pruning["Id"], "SyncToken": pruning["SyncToken"], "Active": False})
+    assert qbo_ui.find("Item", Id=pruning["Id"])["Name"] == "Gardening (deleted)"
+
+    assert run_sync("items").status == "done"
+
+    item = Item.objects.get(sync_records__qbo_id=pruning["Id"])
+    assert (item.name, item.active) == ("Gardening", False)
+    assert not Item.objects.filter(name__endswith="(deleted)").exists()
+    assert not Customer.objects.filter(display_name__endswith="(deleted)").exists()
+
+
+def _make_inactive(qbo_ui, entity, qbo_id):
+    obj = qbo_ui.find(entity, Id=qbo_id)
+    qbo_ui.update(entity, {"Id": qbo_id, "SyncToken": obj["SyncToken"], "Active": False})
+
+
+def test_an_inactive_customer_is_named_with_its_fix_not_read_as_a_deleted_invoice(
+    run_sync, make_invoice, qbo_ui
+):
+    invoice = make_invoice(number="ID-40", customer="Pier 9 Bakery")
+    assert run_sync("push").status == "done"
+    customer = SyncRecord.objects.get(customer=invoice.customer)
+    _make_inactive(qbo_ui, "Customer", customer.qbo_id)
+    invoice.customer_memo = "Edited after the customer went inactive"
+    invoice.save()
+
+    assert run_sync("push").status == "done"
+
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "failed"
+    assert record.details == (
+        "The customer Pier 9 Bakery is inactive in QuickBooks, so QuickBooks refused invoice "
+        "ID-40: reactivate customer Pier 9 Bakery in QuickBooks, then press Retry."
+    )
+    assert "void" not in record.details.lower()
+
+
+def test_an_inactive_item_is_named_with_its_fix(run_sync, make_invoice, qbo_ui):
+    invoice = make_invoice(number="ID-41", lines=[("Sourdough starter kit", 1, "20.00", False)])
+    assert run_sync("push").status == "done"
+    line = invoice.lines.get()
+    item = SyncRecord.objects.get(item=line.item)
+    _make_inactive(qbo_ui, "Item", item.qbo_id)
+    invoice.customer_memo = "Edited after the item went inactive"
+    invoice.save()
+
+    assert run_sync("push").status == "done"
+
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.details == (
+        f"The item {line.item.name} is inactive in QuickBooks, so QuickBooks refused invoice "
+        f"ID-41: reactivate item {line.item.name} in QuickBooks, then press Retry."
+    )
+
+
+def test_a_deleted_invoice_is_named_as_deleted_with_a_safe_fix(run_sync, make_invoice, qbo_ui):
+    invoice = make_invoice(number="ID-42")
+    assert run_sync("push").status == "done"
+    record = SyncRecord.objects.get(invoice=invoice)
+    qbo_ui.delete("Invoice", record.qbo_id)
+    invoice.customer_memo = "Edited after QuickBooks deleted it"
+    invoice.save()
+
+    assert run_sync("push").status == "done"
+
+    record.refresh_from_db()
+    assert record.details.startswith("Invoice ID-42 was deleted in QuickBooks")
+    assert len(qbo_invoices(qbo_ui, "ID-42")) == 0
+
+
+def test_a_refusal_retrying_cannot_fix_is_not_sent_again_until_something_changes(
+    run_sync, make_invoice, qbo_ui, qbo
+):
+    invoice = make_invoice(number="ID-50", customer="Dockside: Fish Market")
+    assert run_sync("push").status == "done"
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "failed"
+    first = record.details
+
+    qbo.app.clear_log()
+    for _ in range(3):
+        assert run_sync("push").status == "done"
+    # Nothing was sent: neither the customer nor the invoice.
+    assert [r for r in qbo.app.requests_log() if "/v3/" in r.get("path", "")] == []
+    record.refresh_from_db()
+    assert (record.status, record.details) == ("failed", first)
+
+    # The customer is fixed in the portal: what the invoice uses changed, so it goes.
+    invoice.customer.display_name = "Dockside Fish Market"
+    invoice.customer.save()
+    assert run_sync("push").status == "done"
+    record.refresh_from_db()
+    assert record.status == "synced", record.details
+    assert len(qbo_invoices(qbo_ui, "ID-50")) == 1

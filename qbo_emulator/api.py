@@ -95,6 +95,9 @@ class V3Api:
             if fault == "drop" or (fault == "lost" and request.method != "POST"):
                 return Response(drop=True)
             response = self._with_request_id(realm, rest, request, note)
+            if emu.options.hold_answers_ms and note.get("requestid"):
+                note["held"] = True
+                emu.hold_answer()
             if fault == "lost":
                 response.drop = True
             return response

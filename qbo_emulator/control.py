@@ -124,6 +124,8 @@ class Control:
                 emu.oauth.redirect_uris = list(body["redirect_uris"])
             if "webhooks_require_connection" in body:
                 emu.options.webhooks_require_connection = bool(body["webhooks_require_connection"])
+            if "hold_answers_ms" in body:
+                emu.set_hold_answers(int(body["hold_answers_ms"]))
         return Response.json(
             {
                 "latency_ms": emu.options.latency_ms,
@@ -136,6 +138,7 @@ class Control:
                 "refresh_rotation_seconds": emu.oauth.rotation_seconds,
                 "redirect_uris": emu.oauth.redirect_uris,
                 "webhooks_require_connection": emu.options.webhooks_require_connection,
+                "hold_answers_ms": emu.options.hold_answers_ms,
             }
         )
 

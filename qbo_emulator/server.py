@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -71,6 +72,10 @@ class Options:
 
     latency_ms: int = 0
     webhooks_require_connection: bool = True
+    # A write (a request carrying a requestid) is saved at once and its answer held this long,
+    # or until the lever is set back to 0: the window in which a client that dies cannot know
+    # its write was saved.
+    hold_answers_ms: int = 0
 
 
 class Emulator:
@@ -112,6 +117,7 @@ class Emulator:
         self._log_lock = threading.Lock()
         self._dirty = threading.Event()
         self._stopping = threading.Event()
+        self._answers_released = threading.Condition()
         self._saver: threading.Thread | None = None
         if not self._load_state():
             for realm_id, name in self.companies:
@@ -227,6 +233,21 @@ class Emulator:
         self.dispatcher.stop()
         self.save_state()
 
+    # -- held answers -----------------------------------------------------------------
+
+    def hold_answer(self) -> None:
+        """Wait ``hold_answers_ms``, or until the lever is set back to 0."""
+        deadline = time.monotonic() + self.options.hold_answers_ms / 1000.0
+        with self._answers_released:
+            while self.options.hold_answers_ms and (left := deadline - time.monotonic()) > 0:
+                self._answers_released.wait(left)
+
+    def set_hold_answers(self, milliseconds: int) -> None:
+        """Set the lever; answers held longer than the new value go out now."""
+        with self._answers_released:
+            self.options.hold_answers_ms = max(0, milliseconds)
+            self._answers_released.notify_all()
+
     # -- request log ------------------------------------------------------------------
 
     def requests_log(self, since: int = 0, realm_id: str | None = None) -> list[dict]:
@@ -258,6 +279,7 @@ class Emulator:
                     "fault": note.get("fault"),
                     "requestid": note.get("requestid"),
                     "replayed": note.get("replayed", False),
+                    "held": note.get("held", False),
                     "minorversion": note.get("minorversion"),
                     "duration_ms": round(took * 1000, 3),
                 }
@@ -381,6 +403,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: Emulator) -> None:
         self.app = app
         super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away before its answer (killed, timed out) is no fault here.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("qbo_emulator.client.gone %s", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class RunningEmulator:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
 import threading
+import time
 
 import pytest
 import requests
@@ -149,3 +153,76 @@ def test_latency_lever_delays_api_answers(make_emulator):
     qbo = Qbo(emu, emu.realm_ids[0])
     response = qbo.get("preferences")
     assert response.elapsed.total_seconds() >= 0.15
+
+
+def test_hold_lever_saves_a_write_and_holds_its_answer_until_released(make_emulator):
+    emu = make_emulator()
+    qbo = Qbo(emu, emu.realm_ids[0])
+    options = f"{emu.base_url}/_emulator/options"
+    held = requests.post(options, json={"hold_answers_ms": 30000}, timeout=5).json()
+    assert held["hold_answers_ms"] == 30000
+    name = unique("Held")
+    answers: list[requests.Response] = []
+    writer = threading.Thread(
+        target=lambda: answers.append(
+            qbo.post("customer", {"DisplayName": name}, requestid="held-" + name[-10:])
+        )
+    )
+    writer.start()
+    _wait(lambda: any(c["DisplayName"] == name for c in qbo.rows("Customer")))
+    # Saved, and its answer not sent yet; reads are not held.
+    assert [c["DisplayName"] for c in qbo.rows("Customer")].count(name) == 1
+    assert writer.is_alive() and answers == []
+    assert Qbo(emu, emu.realm_ids[0]).get("preferences").status_code == 200
+
+    released = requests.post(options, json={"hold_answers_ms": 0}, timeout=5).json()
+
+    writer.join(5)
+    assert released["hold_answers_ms"] == 0
+    assert [a.status_code for a in answers] == [200]
+    assert answers[0].json()["Customer"]["DisplayName"] == name
+    [entry] = [e for e in emu.app.requests_log() if e["requestid"] == "held-" + name[-10:]]
+    assert entry["held"] is True
+
+
+def test_hold_lever_lets_the_answer_go_once_its_time_passes(make_emulator):
+    emu = make_emulator()
+    emu.app.set_hold_answers(200)
+    qbo = Qbo(emu, emu.realm_ids[0])
+    response = qbo.post("customer", {"DisplayName": unique("Late")}, requestid=unique("late"))
+    assert response.status_code == 200
+    assert response.elapsed.total_seconds() >= 0.2
+
+
+def test_a_client_killed_while_its_answer_is_held_is_no_server_error(make_emulator, capsys):
+    emu = make_emulator()
+    emu.app.set_hold_answers(30000)
+    realm_id = emu.realm_ids[0]
+    token = emu.tokens(realm_id)["access_token"]
+    name = unique("Gone")
+    body = json.dumps({"DisplayName": name}).encode()
+    client = socket.create_connection((emu.host, emu.port))
+    client.sendall(
+        f"POST /v3/company/{realm_id}/customer?requestid=gone HTTP/1.1\r\n"
+        f"Host: {emu.host}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    qbo = Qbo(emu, realm_id)
+    _wait(lambda: any(c["DisplayName"] == name for c in qbo.rows("Customer")))
+    # A killed process's connection is reset, not closed politely.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+    emu.app.set_hold_answers(0)
+
+    _wait(lambda: any(e["requestid"] == "gone" for e in emu.app.requests_log()))
+    time.sleep(0.2)  # the answer is written after the request is logged
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _wait(condition, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

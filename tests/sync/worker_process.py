@@ -1,0 +1,149 @@
+"""A django-q2 worker in a process of its own, for ``tests/sync/test_killed_worker.py``.
+
+    python -m tests.sync.worker_process --lease 2 [--stop POINT --batch N --after K --marker F]
+
+It takes the next task from django-q2's broker (the queue in the test database) and runs it as
+a cluster does: the pusher unpacks it, ``django_q.worker.worker`` calls the task function, the
+monitor saves the result and acknowledges the task. With ``--stop`` the engine is patched here,
+never in the product, so that the run stops at one point of its N-th batch of invoices: the
+process writes the marker file there and waits to be killed.
+
+Points (the N-th invoice batch; each create in it already claimed with the batch's requestid):
+    claimed    before the batch is sent
+    sent       the batch is on its way and QuickBooks holds its answer (the emulator's
+               ``hold_answers_ms``), so QuickBooks saves the invoices and the worker never hears
+    answered   QuickBooks' answer is in, nothing of it recorded in the portal
+    recording  after K answers of the batch were recorded in the portal
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+POINTS = ("claimed", "sent", "answered", "recording")
+# How long a stopped worker waits to be killed before giving up with an error.
+STOP_WAIT_SECONDS = 60
+HOLD_ANSWERS_MS = STOP_WAIT_SECONDS * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lease", type=float, required=True, help="the lease, in seconds")
+    parser.add_argument("--stop", choices=POINTS)
+    parser.add_argument("--batch", type=int, default=1, help="the invoice batch to stop in")
+    parser.add_argument("--after", type=int, default=0, help="answers recorded (recording)")
+    parser.add_argument("--marker", type=Path, help="written when the stop point is reached")
+    parser.add_argument("--wait", type=float, default=20, help="seconds to wait for a task")
+    args = parser.parse_args(argv)
+    if args.stop and not args.marker:
+        parser.error("--stop needs --marker")
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django_q.conf import Conf
+
+    # The settings refuse a lease under 30 seconds; the test needs a short one.
+    settings.SYNC_LOCK_LEASE_SECONDS = args.lease
+    # django-q2 delivers a task again `retry` seconds after a worker took it and never
+    # acknowledged it; production keeps that above the lease (360 > 300), and so does this.
+    Conf.RETRY = args.lease
+    Conf.POLL = 0.05
+    if args.stop:
+        _stop_at(args.stop, batch=args.batch, after=args.after, marker=args.marker)
+    return 0 if _work_one_task(wait=args.wait) else 1
+
+
+def _work_one_task(*, wait: float) -> bool:
+    """Run the next queued task as a django-q2 cluster would; whether it succeeded."""
+    from multiprocessing import Queue, Value
+
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+    from django_q.models import Task
+    from django_q.monitor import monitor
+    from django_q.signing import SignedPackage
+    from django_q.worker import worker
+
+    broker = get_broker()
+    deadline = time.monotonic() + wait
+    while not (taken := broker.dequeue()):
+        if time.monotonic() > deadline:
+            print("No task was queued.", file=sys.stderr)
+            return False
+    [(ack_id, package)] = taken
+    task = SignedPackage.loads(package)
+    task["cluster"] = Conf.CLUSTER_NAME
+    task["ack_id"] = ack_id
+    tasks, results = Queue(), Queue()
+    tasks.put(task)
+    tasks.put("STOP")
+    worker(tasks, results, Value("f", -1))
+    results.put("STOP")
+    monitor(results, broker)
+    saved = Task.objects.get(id=task["id"])
+    print(f"task {saved.name}: success={saved.success} result={saved.result}")
+    return saved.success
+
+
+def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
+    """Patch the engine's edges so that the run stops at ``point``."""
+    import requests
+    from django.conf import settings
+
+    from integrations.quickbooks.backend import QuickBooksBackend
+    from sync.binder import Binder
+
+    seen = {"batches": 0, "recorded": 0}
+    real_write_batch = QuickBooksBackend.write_batch
+    real_settle = Binder.settle
+
+    def stop() -> None:
+        marker.write_text(f"{os.getpid()} {point}\n")
+        time.sleep(STOP_WAIT_SECONDS)
+        print(f"Stopped at {point!r} and nobody killed this worker.", file=sys.stderr)
+        os._exit(3)
+
+    @functools.wraps(real_write_batch)
+    def write_batch(self, entity, writes, *, request_id):
+        if entity != "Invoice":
+            return real_write_batch(self, entity, writes, request_id=request_id)
+        seen["batches"] += 1
+        if seen["batches"] != batch:
+            return real_write_batch(self, entity, writes, request_id=request_id)
+        if point == "claimed":
+            stop()
+        if point == "sent":
+            requests.post(
+                f"{settings.QBO_EMULATOR_URL}/_emulator/options",
+                json={"hold_answers_ms": HOLD_ANSWERS_MS},
+                timeout=5,
+            ).raise_for_status()
+            marker.write_text(f"{os.getpid()} {point}\n")
+        answer = real_write_batch(self, entity, writes, request_id=request_id)
+        if point == "answered":
+            stop()
+        return answer
+
+    @functools.wraps(real_settle)
+    def settle(self, record, obj, **kwargs):
+        real_settle(self, record, obj, **kwargs)
+        if record.object_type == "invoice" and seen["batches"] == batch:
+            seen["recorded"] += 1
+            if seen["recorded"] == after:
+                stop()
+
+    QuickBooksBackend.write_batch = write_batch
+    if point == "recording":
+        Binder.settle = settle
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -128,7 +128,9 @@ SUBTYPE_TO_TYPE = {
     "OtherMiscellaneousServiceCost": "Expense",
 }
 ITEM_TYPES_WITH_INCOME = frozenset({"Service", "NonInventory", "Inventory"})
-ITEM_TYPES = frozenset({"Service", "NonInventory", "Inventory", "Category"})
+ITEM_TYPES = frozenset({"Service", "NonInventory", "Inventory", "Category", "Group"})
+# Item types a bundle cannot hold: bundles do not nest, and categories are not sold.
+NOT_IN_BUNDLE = frozenset({"Group", "Category"})
 
 
 def money(value: object, element: str = "Amount") -> Decimal:
@@ -152,6 +154,46 @@ def cents(value: Decimal) -> Decimal:
 def wire_number(value: Decimal) -> float | int:
     """QBO prints amounts as JSON numbers (``100.0``), quantities as given."""
     return float(value)
+
+
+def plain_number(value: Decimal) -> int | float:
+    """A quantity or price the server computed: whole values without a fraction."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def all_lines(lines: list | None) -> list[dict]:
+    """An invoice's lines with each bundle's component lines after it."""
+    result = []
+    for line in lines or []:
+        result.append(line)
+        group = line.get("GroupLineDetail")
+        if isinstance(group, dict):
+            result.extend(part for part in group.get("Line") or [] if isinstance(part, dict))
+    return result
+
+
+class LineIds:
+    """Line Ids for one invoice write, shared by lines and bundle components.
+
+    A sent Id the stored invoice has (at any level) is kept once; any other line gets the
+    next number after the stored ones. UNCONFIRMED: components are numbered in the same
+    sequence as the invoice's other lines.
+    """
+
+    def __init__(self, existing: dict | None) -> None:
+        stored = all_lines((existing or {}).get("Line"))
+        self.known = {str(line["Id"]) for line in stored if line.get("Id")}
+        numbers = [int(i) for i in self.known if i.isdigit()]
+        self.next = max(numbers, default=0) + 1
+        self.used: set[str] = set()
+
+    def assign(self, line: dict) -> None:
+        line_id = str(line.get("Id", ""))
+        if line_id not in self.known or line_id in self.used:
+            line_id = str(self.next)
+            self.next += 1
+        self.used.add(line_id)
+        line["Id"] = line_id
 
 
 class Company:
@@ -263,7 +305,7 @@ class Company:
         if entity == "Invoice":
             self._unlink_payments(existing["Id"], ts)
             self._adjust_stock(existing.get("Line"), None)
-            for line in obj.get("Line", []):
+            for line in all_lines(obj.get("Line")):
                 line["Amount"] = 0.0
                 detail = line.get("SalesItemLineDetail")
                 if detail and "Qty" in detail:
@@ -539,6 +581,11 @@ class Company:
                 "Type", "Item", f"Property Name:Type unsupported value:{item_type}"
             )
         out["Type"] = item_type
+        if item_type == "Group":
+            out["ItemGroupDetail"] = self._bundle_detail(out.get("ItemGroupDetail"))
+            # UNCONFIRMED default: QBO's bundle form starts with "Display bundle components
+            # when printing or sending transactions" unticked.
+            out.setdefault("PrintGroupedItems", False)
         if item_type in ITEM_TYPES_WITH_INCOME:
             income = self._ref("Account", out.get("IncomeAccountRef"), "IncomeAccountRef")
             out["IncomeAccountRef"] = {"value": income["Id"], "name": income["Name"]}
@@ -587,6 +634,37 @@ class Company:
             "Item", "FullyQualifiedName", out["FullyQualifiedName"], existing and existing["Id"]
         )
         return out, operation
+
+    def _bundle_detail(self, detail: object) -> dict:
+        """A bundle's components: active products or services, each with a quantity.
+
+        UNCONFIRMED: a bundle needs at least one component (QBO's form cannot save an empty
+        one), a component sent without Qty counts once, and the faults are QBO's generic
+        required (2020) and business validation (6000) ones.
+        """
+        entries = detail.get("ItemGroupLine") if isinstance(detail, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise errors.required("ItemGroupDetail.ItemGroupLine")
+        element = "ItemGroupDetail.ItemGroupLine"
+        components = []
+        for entry in entries:
+            entry = entry if isinstance(entry, dict) else {}
+            item = self._ref("Item", entry.get("ItemRef"), f"{element}.ItemRef")
+            if item.get("Type") in NOT_IN_BUNDLE:
+                raise errors.business(
+                    f"{item['Name']} is a {item['Type'].lower()}; a bundle can hold only "
+                    "products and services.",
+                    f"{element}.ItemRef",
+                )
+            qty = money(entry.get("Qty", 1), f"{element}.Qty")
+            if qty <= 0:
+                raise errors.business(
+                    "The quantity of a bundle component must be more than zero.", f"{element}.Qty"
+                )
+            components.append(
+                {"ItemRef": {"value": item["Id"], "name": item["Name"]}, "Qty": plain_number(qty)}
+            )
+        return {"ItemGroupLine": components}
 
     # -- Account ----------------------------------------------------------------------
 
@@ -773,11 +851,7 @@ class Company:
         A sent Line array replaces every stored line (UNCONFIRMED but widely reported); a
         line keeps its Id only when that Id exists on the stored invoice.
         """
-        old_ids = {
-            str(line.get("Id")) for line in (existing or {}).get("Line", []) if line.get("Id")
-        }
-        numeric = [int(i) for i in old_ids if i.isdigit()]
-        next_id = max(numeric, default=0) + 1
+        ids = LineIds(existing)
         subtotal = Decimal(0)
         taxable = Decimal(0)
         result: list[dict] = []
@@ -803,11 +877,7 @@ class Company:
                 )
             line = copy.deepcopy(raw)
             self._check_length(line, "Description", 4000)
-            line_id = str(line.get("Id", ""))
-            if line_id not in old_ids:
-                line_id = str(next_id)
-                next_id += 1
-            line["Id"] = line_id
+            ids.assign(line)
             if kind == "SalesItemLineDetail":
                 line_num += 1
                 line["LineNum"] = line_num
@@ -816,33 +886,85 @@ class Company:
                 if is_taxable:
                     taxable += amount
             elif kind == "GroupLineDetail":
-                # A bundle's amount is the sum of its component lines, which are checked as
-                # sales lines (qbo-api.md section 13; JSON shape UNCONFIRMED beyond the XSD).
-                group = line.setdefault("GroupLineDetail", {})
-                parts = group.get("Line") or []
-                if parts:
-                    amount = Decimal(0)
-                    for part in parts:
-                        if part.get("DetailType") != "SalesItemLineDetail":
-                            raise errors.unsupported_property(
-                                "DetailType",
-                                "GroupLineDetail.Line",
-                                "A bundle holds product or service lines only",
-                            )
-                        part_amount, part_taxable = self._sales_item_line(part, txn_date)
-                        amount += part_amount
-                        if part_taxable:
-                            taxable += part_amount
-                    line["Amount"] = wire_number(amount)
-                elif line.get("Amount") is None:
-                    raise errors.required("Line.Amount")
-                subtotal += cents(money(line["Amount"], "Line.Amount"))
+                amount, group_taxable = self._group_line(line, txn_date, ids)
+                subtotal += amount
+                taxable += group_taxable
             elif kind == "DescriptionOnly":
                 line_num += 1
                 line["LineNum"] = line_num
                 line.setdefault("DescriptionLineDetail", line.pop("DescriptionOnly", {}) or {})
             result.append(line)
         return result, subtotal, taxable
+
+    def _group_line(self, line: dict, txn_date: date, ids: LineIds) -> tuple[Decimal, Decimal]:
+        """A bundle line; returns (amount, taxable amount) of its components.
+
+        Components sent by the client are kept as sent and checked as sales lines; without
+        them the server expands the Group item's components for ``Quantity`` bundles, each
+        with its own line Id. The bundle's amount is the sum of its components (qbo-api.md
+        section 13; JSON shape UNCONFIRMED beyond the XSD). UNCONFIRMED: a sent component
+        keeps the Id it carries when the stored invoice has it (else it gets a new one), and
+        one sent without an Id stays without, as the emulator has always kept them.
+        """
+        detail = line.get("GroupLineDetail")
+        if not isinstance(detail, dict):
+            detail = line["GroupLineDetail"] = {}
+        element = "Line.GroupLineDetail.GroupItemRef"
+        bundle = self._ref("Item", detail.get("GroupItemRef"), element)
+        if bundle.get("Type") != "Group":
+            raise errors.business(
+                f"{bundle['Name']} is not a bundle: GroupItemRef must refer to an item of "
+                "Type Group.",
+                element,
+            )
+        detail["GroupItemRef"] = {"value": bundle["Id"], "name": bundle["Name"]}
+        # UNCONFIRMED: a bundle line without Quantity counts one bundle.
+        quantity = money(detail.setdefault("Quantity", 1), "Line.GroupLineDetail.Quantity")
+        expanded = not detail.get("Line")
+        parts = self._bundle_parts(bundle, quantity) if expanded else detail["Line"]
+        amount = taxable = Decimal(0)
+        for part in parts:
+            if not isinstance(part, dict) or part.get("DetailType") != "SalesItemLineDetail":
+                raise errors.unsupported_property(
+                    "DetailType",
+                    "GroupLineDetail.Line",
+                    "A bundle holds product or service lines only",
+                )
+            if expanded or part.get("Id") not in (None, ""):
+                ids.assign(part)
+            part_amount, part_taxable = self._sales_item_line(part, txn_date)
+            amount += part_amount
+            if part_taxable:
+                taxable += part_amount
+        detail["Line"] = parts
+        line["Amount"] = wire_number(amount)
+        return amount, taxable
+
+    def _bundle_parts(self, bundle: dict, quantity: Decimal) -> list[dict]:
+        """The component lines QBO writes for ``quantity`` of a bundle: each component's Qty
+        times ``quantity`` at the component item's UnitPrice, rounded half up to the cent.
+
+        UNCONFIRMED: the lines carry the component item's Description, as QBO's form fills it.
+        """
+        parts = []
+        for entry in (bundle.get("ItemGroupDetail") or {}).get("ItemGroupLine") or []:
+            item_id = str((entry.get("ItemRef") or {}).get("value", ""))
+            item = self.realm.get("Item", item_id) or {}
+            qty = money(entry.get("Qty", 1), "Qty") * quantity
+            price = money(item.get("UnitPrice", 0), "UnitPrice")
+            part = {
+                "Amount": wire_number(cents(qty * price)),
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "ItemRef": {"value": item_id},
+                    "Qty": plain_number(qty),
+                    "UnitPrice": plain_number(price),
+                },
+            }
+            if item.get("Description"):
+                part["Description"] = item["Description"]
+            parts.append(part)
+        return parts
 
     def _sales_item_line(self, line: dict, txn_date: date) -> tuple[Decimal, bool]:
         detail = line.get("SalesItemLineDetail")
@@ -1113,7 +1235,7 @@ class Company:
         """
         delta: dict[str, Decimal] = {}
         for sign, lines in ((1, old_lines), (-1, new_lines)):
-            for line in lines or []:
+            for line in all_lines(lines):
                 detail = line.get("SalesItemLineDetail") or {}
                 item_id = (detail.get("ItemRef") or {}).get("value")
                 if item_id and detail.get("Qty") is not None:

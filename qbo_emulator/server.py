@@ -130,10 +130,13 @@ class Emulator:
     # -- companies --------------------------------------------------------------------
 
     def _build_realm(self, realm_id: str, name: str) -> Realm:
-        from .sandbox import build_company
+        from .sandbox import build_company, build_extras
 
+        now = self.clock.now()
+        company = build_company(realm_id, company_name=name, now=now)
+        company["Item"] = [*company["Item"], *build_extras(now=now)["Item"]]
         realm = Realm(realm_id, name)
-        realm.load_company(build_company(realm_id, company_name=name, now=self.clock.now()))
+        realm.load_company(company)
         return realm
 
     def reset_realm(self, realm_id: str) -> None:

@@ -413,6 +413,9 @@ class _CompanyBuilder:
                     },
                 ],
                 "CustomTxnNumbers": False,
+                # Tax on the undiscounted amount: each invoice's ApplyTaxAfterDiscount
+                # defaults to this (UNCONFIRMED name, see rules.TAX_AFTER_DISCOUNT_PREF).
+                "ApplyTaxAfterDiscount": False,
                 "AllowDeposit": False,
                 "AllowDiscount": True,
                 "DefaultDiscountAccount": _DISCOUNT_ACCOUNT_ID,

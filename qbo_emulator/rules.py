@@ -72,6 +72,7 @@ ALLOWED_FIELDS: dict[str, frozenset[str]] = {
         "AutoDocNumber TransactionLocationType TaxExemptionRef InvoiceLink ProjectRef "
         "RecurDataRef TxnSource Tag"
     ),
+    "ExchangeRate": _fields("SourceCurrencyCode TargetCurrencyCode Rate AsOfDate CustomField"),
     "Payment": _fields(
         "TxnDate CustomerRef ARAccountRef DepositToAccountRef PaymentMethodRef "
         "PaymentRefNum CreditCardPayment TotalAmt UnappliedAmt ProcessPayment CurrencyRef "
@@ -483,12 +484,13 @@ class Company:
         With multicurrency off, only the home currency is accepted. With it on, a
         transaction's currency must be its customer's, and it carries ``ExchangeRate`` (home
         units per foreign unit). The fault code for a foreign currency without multicurrency
-        is UNCONFIRMED: the emulator answers 6000 (business validation). QuickBooks fills a
-        missing exchange rate from its own rate service; the emulator has none, so a foreign
-        transaction without one is refused (UNCONFIRMED; the stricter choice).
+        is UNCONFIRMED: the emulator answers 6000 (business validation). A foreign
+        transaction without ``ExchangeRate`` takes the rate table's rate for its TxnDate, as
+        QuickBooks takes its currency service's; with no rate known for the currency it is
+        refused (UNCONFIRMED; the stricter choice).
         """
         prefs = self.realm.singleton("Preferences").get("CurrencyPrefs") or {}
-        home = str((prefs.get("HomeCurrency") or {}).get("value") or "USD")
+        home = self._home_currency()
         given = out.get("CurrencyRef") if isinstance(out.get("CurrencyRef"), dict) else {}
         currency = str(given.get("value") or "") or home
         if customer is not None and prefs.get("MultiCurrencyEnabled"):
@@ -512,7 +514,118 @@ class Company:
             if prefs.get("MultiCurrencyEnabled"):
                 out["ExchangeRate"] = 1
         elif out.get("ExchangeRate") in (None, ""):
-            raise errors.required("ExchangeRate")
+            txn_date = self._date(out.get("TxnDate"), "TxnDate") or self.clock.today()
+            rate = self._rate_in_effect(currency, txn_date)
+            if rate is None:
+                raise errors.required("ExchangeRate")
+            out["ExchangeRate"] = rate["Rate"]
+
+    def _home_currency(self) -> str:
+        prefs = self.realm.singleton("Preferences").get("CurrencyPrefs") or {}
+        return str((prefs.get("HomeCurrency") or {}).get("value") or "USD")
+
+    # -- ExchangeRate -----------------------------------------------------------------
+
+    def exchange_rate(self, code: str | None, as_of: str | None) -> dict:
+        """The ExchangeRate of currency ``code`` into the home currency on ``as_of``.
+
+        The rate in effect is the latest one set on or before that date. UNCONFIRMED: the
+        answer carries the asked date as AsOfDate, with SyncToken "0" until a rate is set
+        for that very date (QuickBooks' service has a rate for every day), and ``as_of``
+        defaults to today. Raises 2020 without ``code``, 610 when no rate is known.
+        """
+        source = self._currency_code(code, "sourcecurrencycode")
+        day = self._date(as_of, "asofdate") or self.clock.today()
+        stored = self.realm.rates.get(source, {}).get(day.isoformat())
+        if stored is not None and stored.get("TargetCurrencyCode") == self._home_currency():
+            return stored
+        rate = self._rate_in_effect(source, day)
+        if rate is None:
+            raise errors.validation(
+                "610",
+                "Object Not Found",
+                f"No exchange rate is known for {source} on or before {day.isoformat()}.",
+                "sourcecurrencycode",
+            )
+        return {**copy.deepcopy(rate), "AsOfDate": day.isoformat(), "SyncToken": "0"}
+
+    def set_exchange_rate(self, body: dict, *, ui: bool = False) -> dict:
+        """Set the rate of a currency for one date (POST /exchangerate).
+
+        SyncToken is the one a read for that date answers ("0" before any rate is set for
+        the date itself); with ``ui=True`` it may be left out. Raises 5010 for a stale
+        SyncToken and the faults of ``_checked_rate``.
+        """
+        source, day, rate = self._checked_rate(body)
+        current = self.realm.rates.get(source, {}).get(day.isoformat()) or {"SyncToken": "0"}
+        token = body.get("SyncToken", current["SyncToken"] if ui else None)
+        if token is None:
+            raise errors.required("SyncToken")
+        if str(token) != current["SyncToken"]:
+            raise errors.stale_object(self.user)
+        record = {
+            "SourceCurrencyCode": source,
+            "TargetCurrencyCode": self._home_currency(),
+            "Rate": float(rate),
+            "AsOfDate": day.isoformat(),
+            "SyncToken": str(int(current["SyncToken"]) + 1),
+            "domain": "QBO",
+            "sparse": False,
+            "MetaData": {"LastUpdatedTime": iso_seconds(self.clock.time())},
+        }
+        self.realm.rates.setdefault(source, {})[day.isoformat()] = record
+        return record
+
+    def _checked_rate(self, body: dict) -> tuple[str, date, Decimal]:
+        """(SourceCurrencyCode, AsOfDate, Rate) of an ExchangeRate update.
+
+        Raises 2020 for a missing one, and 6000 for the home currency, a target other than
+        the home currency or a rate that is not positive (codes UNCONFIRMED).
+        """
+        self._check_fields("ExchangeRate", body)
+        source = self._currency_code(body.get("SourceCurrencyCode"), "SourceCurrencyCode")
+        home = self._home_currency()
+        if source == home:
+            raise errors.business(
+                f"{home} is the home currency; its rate is always 1.", "SourceCurrencyCode"
+            )
+        if body.get("TargetCurrencyCode") not in (None, "", home):
+            raise errors.business(
+                f"Exchange rates are kept against the home currency, {home}.",
+                "TargetCurrencyCode",
+            )
+        day = self._date(body.get("AsOfDate"), "AsOfDate")
+        if day is None:
+            raise errors.required("AsOfDate")
+        if body.get("Rate") in (None, ""):
+            raise errors.required("Rate")
+        rate = money(body["Rate"], "Rate")
+        if rate <= 0:
+            raise errors.business("An exchange rate must be more than zero.", "Rate")
+        return source, day, rate
+
+    def _rate_in_effect(self, source: str, day: date) -> dict | None:
+        """The latest rate of ``source`` into the home currency set on or before ``day``."""
+        home = self._home_currency()
+        days = [
+            as_of
+            for as_of, rate in self.realm.rates.get(source, {}).items()
+            if as_of <= day.isoformat() and rate.get("TargetCurrencyCode") == home
+        ]
+        return self.realm.rates[source][max(days)] if days else None
+
+    @staticmethod
+    def _currency_code(value: object, element: str) -> str:
+        if value in (None, ""):
+            raise errors.required(element)
+        code = str(value).upper()
+        if len(code) != 3:
+            raise errors.length(element, 3, len(code))
+        if not code.isalpha():
+            raise errors.unsupported_property(
+                element, "ExchangeRate", f"Property Name:{element} must be an ISO 4217 code"
+            )
+        return code
 
     # -- Customer ---------------------------------------------------------------------
 

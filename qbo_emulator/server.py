@@ -134,7 +134,9 @@ class Emulator:
 
         now = self.clock.now()
         company = build_company(realm_id, company_name=name, now=now)
-        company["Item"] = [*company["Item"], *build_extras(now=now)["Item"]]
+        extras = build_extras(now=now)
+        company["Item"] = [*company["Item"], *extras["Item"]]
+        company["ExchangeRate"] = extras["ExchangeRate"]
         realm = Realm(realm_id, name)
         realm.load_company(company)
         return realm
@@ -150,6 +152,7 @@ class Emulator:
             realm.next_ids = fresh.next_ids
             realm.next_doc_number = fresh.next_doc_number
             realm.requestids = {}
+            realm.rates = fresh.rates
         self.mark_dirty()
 
     def company(self, realm: Realm) -> Company:
@@ -199,9 +202,11 @@ class Emulator:
         self.clock.set_offset(data.get("clock_offset", 0.0))
         for realm_id, name in self.companies:
             saved = data["realms"].get(realm_id)
-            self.realms[realm_id] = (
-                Realm.from_json(saved) if saved else self._build_realm(realm_id, name)
-            )
+            realm = Realm.from_json(saved) if saved else self._build_realm(realm_id, name)
+            if saved and "rates" not in saved:
+                # A state file written before the rate table existed gets the seeded rates.
+                realm.rates = self._build_realm(realm_id, name).rates
+            self.realms[realm_id] = realm
         self.oauth.load_json(data.get("oauth", {}))
         return True
 

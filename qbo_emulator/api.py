@@ -141,6 +141,8 @@ class V3Api:
                 return self._cdc(realm, request)
             if segment == "batch" and len(parts) == 1 and method == "POST":
                 return self._batch(realm, request)
+            if segment == "exchangerate" and len(parts) == 1 and method in ("GET", "POST"):
+                return self._exchange_rate(realm, request)
             entity = SEGMENTS.get(segment)
             if entity is None:
                 return not_found()
@@ -176,6 +178,22 @@ class V3Api:
             finally:
                 self.emu.publish(realm.realm_id, company.events)
         return self._envelope(entity, result)
+
+    # -- exchange rates ---------------------------------------------------------------
+
+    def _exchange_rate(self, realm: Realm, request: Request) -> Response:
+        """GET ``?sourcecurrencycode=EUR&asofdate=YYYY-MM-DD`` answers the rate in effect on
+        that date; POST sets the rate for a date (Intuit's ExchangeRate entity)."""
+        with realm.lock:
+            company = self.emu.company(realm)
+            if request.method == "GET":
+                rate = company.exchange_rate(
+                    request.param("sourcecurrencycode"), request.param("asofdate")
+                )
+            else:
+                rate = company.set_exchange_rate(parse_body(request, "ExchangeRate"))
+                self.emu.mark_dirty()
+        return self._envelope("ExchangeRate", rate)
 
     # -- query ------------------------------------------------------------------------
 
@@ -333,7 +351,7 @@ def run_query(realm: Realm, statement: str) -> dict:
     try:
         parsed = query_module.parse(statement)
         with realm.lock:
-            rows = realm.rows(parsed.entity) if parsed.entity in ENTITIES else []
+            rows = realm.rows(parsed.entity)
         # Stored objects are replaced, never mutated, so the rows can be read unlocked.
         return query_module.execute(parsed, rows)
     except query_module.QueryError as exc:

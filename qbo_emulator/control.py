@@ -158,6 +158,8 @@ class Control:
 
     def _entity(self, request: Request, realm_id: str, name: str, method: str) -> Response:
         realm = self.emu.realms.get(realm_id)
+        if realm is not None and name.lower() == "exchangerate":
+            return self._exchange_rates(request, realm)
         entity = SEGMENTS.get(name.lower()) if name not in ENTITIES else name
         if realm is None or entity is None:
             return _error(404, f"Unknown realm or entity {realm_id}/{name}")
@@ -181,6 +183,23 @@ class Control:
         except errors.ApiError as exc:
             return Response.json({"Fault": exc.fault()}, status=exc.status)
         return Response.json({entity: result})
+
+    def _exchange_rates(self, request: Request, realm) -> Response:
+        """GET lists the realm's rate table; POST sets a rate for a date as a QuickBooks user
+        would in the currency centre (SyncToken optional)."""
+        if request.method == "GET":
+            with realm.lock:
+                return Response.json({"ExchangeRate": realm.rows("ExchangeRate")})
+        if request.method != "POST":
+            return _error(405, "GET or POST")
+        try:
+            body = parse_body(request, "ExchangeRate")
+            with realm.lock:
+                rate = self.emu.company(realm).set_exchange_rate(body, ui=True)
+        except errors.ApiError as exc:
+            return Response.json({"Fault": exc.fault()}, status=exc.status)
+        self.emu.mark_dirty()
+        return Response.json({"ExchangeRate": rate})
 
 
 def _ui_operation(company, entity: str, operation: str, body: dict, include) -> dict:

@@ -12,6 +12,7 @@ import html
 import json
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
@@ -110,8 +111,12 @@ class OAuthServer:
         redirect_uris: list[str],
         companies: list[tuple[str, str]],
         rotation_seconds: float = ROTATION_SECONDS,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_change`` is called after every change of the saved state (codes,
+        connections, tokens), under the OAuth lock, so it must not block."""
         self.clock = clock
+        self.on_change = on_change
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = list(redirect_uris)
@@ -221,6 +226,7 @@ class OAuthServer:
             self.state.codes[code] = Code(
                 code, self.client_id, redirect_uri, realm_id, scopes, self.clock.time()
             )
+            self.on_change()
         return code
 
     def _consent_page(
@@ -350,6 +356,9 @@ class OAuthServer:
         self.state.access[access_value] = Token(
             access_value, connection.id, now, now + ACCESS_TOKEN_SECONDS
         )
+        # Every grant (code, refresh, mint) ends here, after its code, connection and
+        # tokens are stored.
+        self.on_change()
         payload = {
             "token_type": "bearer",
             "expires_in": ACCESS_TOKEN_SECONDS,
@@ -401,6 +410,7 @@ class OAuthServer:
                 connection = self.state.connections.get(token.connection_id)
                 if connection is not None:
                     connection.revoked = True
+                    self.on_change()
         # Unknown tokens are answered like known ones, per RFC 7009; Intuit's body is
         # UNCONFIRMED, so an empty 200 is sent.
         return Response(status=200, body=b"", content_type="text/plain")

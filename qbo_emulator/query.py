@@ -61,6 +61,7 @@ ENTITIES = (
     "SalesReceipt",
     "CreditMemo",
     "Estimate",
+    "ExchangeRate",
 )
 _ENTITY_BY_FOLDED = {name.casefold(): name for name in ENTITIES}
 

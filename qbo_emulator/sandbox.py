@@ -27,7 +27,7 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-__all__ = ["DEFAULT_REALMS", "ENTITY_NAMES", "build_company"]
+__all__ = ["DEFAULT_REALMS", "ENTITY_NAMES", "build_company", "build_extras"]
 
 DEFAULT_REALMS: list[tuple[str, str]] = [
     ("9341453050298743", "Craig's Design and Landscaping Services"),
@@ -201,6 +201,36 @@ _ITEMS: tuple[
     ("16", "Sprinkler Heads", "Inventory", "Sprinkler Heads", "2", True, "46", ("0.75", 40), None),
 )
 _COGS_ACCOUNT_ID = "80"
+# The currency service's rates for the foreign currencies the sandbox knows, in USD per unit
+# on the first day of a year (close to the market's; the rate of a day is the latest set on or
+# before it): currency -> ((AsOfDate, Rate), ...).
+_EXCHANGE_RATES: dict[str, tuple[tuple[str, str], ...]] = {
+    "EUR": (
+        ("2015-01-01", "1.2141"),
+        ("2020-01-01", "1.1213"),
+        ("2024-01-01", "1.1039"),
+        ("2025-01-01", "1.0389"),
+        ("2026-01-01", "1.1745"),
+    ),
+    "GBP": (
+        ("2015-01-01", "1.5577"),
+        ("2020-01-01", "1.3257"),
+        ("2024-01-01", "1.2731"),
+        ("2025-01-01", "1.2529"),
+        ("2026-01-01", "1.3455"),
+    ),
+    "CAD": (
+        ("2015-01-01", "0.8608"),
+        ("2020-01-01", "0.7700"),
+        ("2024-01-01", "0.7547"),
+        ("2025-01-01", "0.6956"),
+        ("2026-01-01", "0.7285"),
+    ),
+}
+# Bundles (Group items): Id, Name, Description, components of (Item Id, Qty).
+_BUNDLES: tuple[tuple[str, str, str, tuple[tuple[str, int], ...]], ...] = (
+    ("17", "Design Package", "Garden design package", (("4", 1), ("2", 3))),
+)
 
 # Customer Id, days before `now`, Crew #, lines of (Item Id, Qty, UnitPrice or None = item's).
 _INVOICES: tuple[tuple[str, int, str, tuple[tuple[str, str, str | None], ...]], ...] = (
@@ -225,6 +255,20 @@ def build_company(realm_id: str, *, company_name: str, now: dt.datetime) -> dict
     if not realm_id.isdigit():
         raise ValueError(f"realm_id must be a string of digits, got {realm_id!r}")
     return _CompanyBuilder(company_name=company_name, now=now).build()
+
+
+def build_extras(*, now: dt.datetime) -> dict[str, Any]:
+    """What every emulated realm holds besides `build_company()`'s sample data.
+
+    Returns {"Item": [...], "ExchangeRate": [...]}: the sample company's bundles (Group
+    items) and the currency service's rates into USD. The bundles are kept apart from
+    `build_company()`, whose items all carry the accounts their type requires (a rule its
+    tests pin); a QBO bundle has no account of its own. ExchangeRate objects have no Id.
+    """
+    builder = _CompanyBuilder(company_name="", now=now)
+    builder.build_accounts()
+    builder.build_items()
+    return {"Item": builder.build_bundles(), "ExchangeRate": builder.build_exchange_rates()}
 
 
 def _money(value: Decimal) -> float:
@@ -396,6 +440,9 @@ class _CompanyBuilder:
                     },
                 ],
                 "CustomTxnNumbers": False,
+                # Tax on the undiscounted amount: each invoice's ApplyTaxAfterDiscount
+                # defaults to this (UNCONFIRMED name, see rules.TAX_AFTER_DISCOUNT_PREF).
+                "ApplyTaxAfterDiscount": False,
                 "AllowDeposit": False,
                 "AllowDiscount": True,
                 "DefaultDiscountAccount": _DISCOUNT_ACCOUNT_ID,
@@ -552,6 +599,50 @@ class _CompanyBuilder:
                 item["ExpenseAccountRef"] = self.account_ref(_COGS_ACCOUNT_ID)
             item.update(self.envelope(item_id, created))
             self.items[item_id] = item
+
+    def build_bundles(self) -> list[dict[str, Any]]:
+        bundles = []
+        for index, (item_id, name, description, components) in enumerate(_BUNDLES):
+            created = self.created + dt.timedelta(days=1, hours=3, minutes=5 * index)
+            lines = [
+                {
+                    "ItemRef": {"value": part_id, "name": self.items[part_id]["Name"]},
+                    "Qty": qty,
+                }
+                for part_id, qty in components
+            ]
+            bundles.append(
+                {
+                    "Name": name,
+                    "Description": description,
+                    "Active": True,
+                    "FullyQualifiedName": name,
+                    "Taxable": False,
+                    "UnitPrice": 0,
+                    "Type": "Group",
+                    "TrackQtyOnHand": False,
+                    "PrintGroupedItems": False,
+                    "ItemGroupDetail": {"ItemGroupLine": lines},
+                    **self.envelope(item_id, created),
+                }
+            )
+        return bundles
+
+    def build_exchange_rates(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "SourceCurrencyCode": code,
+                "TargetCurrencyCode": _USD["value"],
+                "Rate": float(rate),
+                "AsOfDate": as_of,
+                "SyncToken": "0",
+                "domain": "QBO",
+                "sparse": False,
+                "MetaData": {"LastUpdatedTime": self.stamp(self.created)},
+            }
+            for code, rates in _EXCHANGE_RATES.items()
+            for as_of, rate in rates
+        ]
 
     def build_invoices(self) -> None:
         for index, (customer_id, days_ago, crew, rows) in enumerate(_INVOICES):

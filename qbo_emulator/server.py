@@ -88,6 +88,11 @@ class Emulator:
         self.clock = Clock()
         self.companies = list(config.realms or DEFAULT_REALMS)
         self.realms: dict[str, Realm] = {}
+        # State changes counted against the ones the state file holds; see persist().
+        self._changes = 0
+        self._saved_changes = 0
+        self._change_lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self.options = Options(
             latency_ms=config.latency_ms,
             webhooks_require_connection=config.webhooks_require_connection,
@@ -99,6 +104,7 @@ class Emulator:
             redirect_uris=config.redirect_uris,
             companies=self.companies,
             rotation_seconds=config.refresh_rotation_seconds,
+            on_change=self.mark_dirty,
         )
         self.throttle = Throttle(
             self.clock,
@@ -115,10 +121,7 @@ class Emulator:
         self._log: deque[dict] = deque(maxlen=REQUEST_LOG_SIZE)
         self._log_seq = 0
         self._log_lock = threading.Lock()
-        self._dirty = threading.Event()
-        self._stopping = threading.Event()
         self._answers_released = threading.Condition()
-        self._saver: threading.Thread | None = None
         if not self._load_state():
             for realm_id, name in self.companies:
                 self.realms[realm_id] = self._build_realm(realm_id, name)
@@ -136,10 +139,15 @@ class Emulator:
     # -- companies --------------------------------------------------------------------
 
     def _build_realm(self, realm_id: str, name: str) -> Realm:
-        from .sandbox import build_company
+        from .sandbox import build_company, build_extras
 
+        now = self.clock.now()
+        company = build_company(realm_id, company_name=name, now=now)
+        extras = build_extras(now=now)
+        company["Item"] = [*company["Item"], *extras["Item"]]
+        company["ExchangeRate"] = extras["ExchangeRate"]
         realm = Realm(realm_id, name)
-        realm.load_company(build_company(realm_id, company_name=name, now=self.clock.now()))
+        realm.load_company(company)
         return realm
 
     def reset_realm(self, realm_id: str) -> None:
@@ -153,13 +161,15 @@ class Emulator:
             realm.next_ids = fresh.next_ids
             realm.next_doc_number = fresh.next_doc_number
             realm.requestids = {}
+            realm.rates = fresh.rates
         self.mark_dirty()
+        self.persist()
 
     def company(self, realm: Realm) -> Company:
         return Company(realm, self.clock)
 
     def publish(self, realm_id: str, events: list[tuple[str, str, str, str]]) -> None:
-        """Send a batch of change events to the webhook dispatcher and schedule a save."""
+        """Send a batch of change events to the webhook dispatcher and note the change."""
         if not events:
             return
         self.mark_dirty()
@@ -175,14 +185,49 @@ class Emulator:
     # -- persistence ------------------------------------------------------------------
 
     def mark_dirty(self) -> None:
-        if self.config.state_file:
-            self._dirty.set()
+        """Note a change of saved state (companies, rates, requestids, OAuth, the clock).
 
-    def save_state(self) -> None:
-        """Write companies, tokens and the clock offset to the state file, if one is set."""
+        Called after the change is made, possibly under a realm's or OAuth's lock, so it
+        only counts; ``persist()`` writes.
+        """
+        with self._change_lock:
+            self._changes += 1
+
+    def persist(self) -> None:
+        """Write the state file if anything changed since it was last written.
+
+        Runs after every request (and after in-process changes), outside every realm lock,
+        so a change is on disk before its answer leaves. Concurrent requests share a write
+        that already holds their changes. A failed write is logged and tried again after the
+        next request.
+        """
         if not self.config.state_file:
             return
-        self._dirty.clear()
+        with self._save_lock:
+            with self._change_lock:
+                changes = self._changes
+            if changes == self._saved_changes:
+                return
+            try:
+                self._write_state()
+            except OSError:
+                logger.exception("qbo_emulator.state.save_failed")
+                return
+            self._saved_changes = changes
+
+    def save_state(self) -> None:
+        """Write companies, rates, tokens and the clock offset to the state file, if one is
+        set, changed or not. Raises OSError when the file cannot be written."""
+        if not self.config.state_file:
+            return
+        with self._save_lock:
+            with self._change_lock:
+                changes = self._changes
+            self._write_state()
+            self._saved_changes = changes
+
+    def _write_state(self) -> None:
+        # Each realm is copied under its own lock; the file is replaced atomically.
         realms = {}
         for realm_id, realm in self.realms.items():
             with realm.lock:
@@ -202,34 +247,18 @@ class Emulator:
         self.clock.set_offset(data.get("clock_offset", 0.0))
         for realm_id, name in self.companies:
             saved = data["realms"].get(realm_id)
-            self.realms[realm_id] = (
-                Realm.from_json(saved) if saved else self._build_realm(realm_id, name)
-            )
+            realm = Realm.from_json(saved) if saved else self._build_realm(realm_id, name)
+            if saved and "rates" not in saved:
+                # A state file written before the rate table existed gets the seeded rates.
+                realm.rates = self._build_realm(realm_id, name).rates
+            self.realms[realm_id] = realm
         self.oauth.load_json(data.get("oauth", {}))
         return True
 
-    def _save_loop(self) -> None:
-        # Saves are coalesced (at most one every half second) so a benchmark's write burst
-        # does not rewrite the file per request.
-        while not self._stopping.is_set():
-            if self._dirty.wait(0.5) and not self._stopping.is_set():
-                time.sleep(0.5)
-                try:
-                    self.save_state()
-                except OSError:
-                    logger.exception("qbo_emulator.state.save_failed")
-
     def start_background(self) -> None:
         self.dispatcher.start()
-        if self.config.state_file:
-            self._saver = threading.Thread(target=self._save_loop, daemon=True)
-            self._saver.start()
 
     def stop_background(self) -> None:
-        self._stopping.set()
-        self._dirty.set()
-        if self._saver is not None:
-            self._saver.join(timeout=5)
         self.dispatcher.stop()
         self.save_state()
 
@@ -316,6 +345,7 @@ class Emulator:
         response.headers.append(("intuit_tid", tid))
         if not control:
             self._record(request, response, tid, note, time.perf_counter() - started)
+        self.persist()
         return response
 
     def _oauth_route(self, request: Request) -> Response:
@@ -439,10 +469,14 @@ class RunningEmulator:
     def advance_clock(self, seconds: float) -> None:
         """Move emulator time forward, e.g. past a token's expiry."""
         self.app.clock.advance(seconds)
+        self.app.mark_dirty()
+        self.app.persist()
 
     def tokens(self, realm_id: str, scopes: str = "com.intuit.quickbooks.accounting") -> dict:
         """Mint a token pair for a realm without the consent page."""
-        return self.app.oauth.mint(realm_id, scopes.split())
+        tokens = self.app.oauth.mint(realm_id, scopes.split())
+        self.app.persist()
+        return tokens
 
     def serve_forever(self) -> None:
         """Block until the server thread ends (used by the management command)."""

@@ -50,6 +50,8 @@ class Realm:
         self.next_doc_number = 1001
         # requestid -> (status, content type, body text) of the first answer.
         self.requestids: dict[str, tuple[int, str, str]] = {}
+        # The currency service's rate table: SourceCurrencyCode -> AsOfDate -> ExchangeRate.
+        self.rates: dict[str, dict[str, dict]] = {}
         self.lock = threading.RLock()
 
     def load_company(self, company: dict[str, Any]) -> None:
@@ -57,6 +59,9 @@ class Realm:
         self.objects = {name: {} for name in ENTITIES}
         self.tombstones = {name: {} for name in ENTITIES}
         self.requestids = {}
+        self.rates = {}
+        for rate in company.get("ExchangeRate") or []:
+            self.rates.setdefault(rate["SourceCurrencyCode"], {})[rate["AsOfDate"]] = dict(rate)
         for name in ENTITIES:
             value = company.get(name)
             if value is None:
@@ -89,6 +94,12 @@ class Realm:
         return self.objects[entity].get(str(obj_id))
 
     def rows(self, entity: str) -> list[dict]:
+        if entity == "ExchangeRate":
+            return [
+                self.rates[code][day]
+                for code in sorted(self.rates)
+                for day in sorted(self.rates[code])
+            ]
         return list(self.objects.get(entity, {}).values())
 
     def singleton(self, entity: str) -> dict:
@@ -104,6 +115,7 @@ class Realm:
             "next_ids": self.next_ids,
             "next_doc_number": self.next_doc_number,
             "requestids": {k: list(v) for k, v in self.requestids.items()},
+            "rates": self.rates,
         }
 
     @classmethod
@@ -116,6 +128,7 @@ class Realm:
         realm.next_ids.update(data.get("next_ids", {}))
         realm.next_doc_number = data.get("next_doc_number", realm.next_doc_number)
         realm.requestids = {k: tuple(v) for k, v in data.get("requestids", {}).items()}
+        realm.rates = {code: dict(days) for code, days in data.get("rates", {}).items()}
         return realm
 
 

@@ -80,6 +80,17 @@ class Qbo:
         }
         return self.create("Item", body)
 
+    def bundle_item(self, *components: tuple[dict, float], **extra) -> dict:
+        """A Group item holding ``(item, qty)`` components."""
+        lines = [{"ItemRef": {"value": item["Id"]}, "Qty": qty} for item, qty in components]
+        body = {
+            "Name": unique("Bundle"),
+            "Type": "Group",
+            "ItemGroupDetail": {"ItemGroupLine": lines},
+            **extra,
+        }
+        return self.create("Item", body)
+
     def tax_code(self) -> dict:
         """A sales tax code with at least one rate (the sandbox's California code)."""
         for code in self.rows("TaxCode"):

@@ -331,7 +331,7 @@ def test_a_bundle_is_the_sum_of_its_components_and_the_page_shows_every_line(qbo
         "Amount": 1,  # QuickBooks sums the components, whatever the client says
         "Description": "Starter package",
         "GroupLineDetail": {
-            "GroupItemRef": {"value": item["Id"]},
+            "GroupItemRef": {"value": qbo.bundle_item((item, 3))["Id"]},
             "Quantity": 1,
             "Line": [sales_line(item, qty=2, price=30), sales_line(item, qty=1, price=15)],
         },

@@ -43,7 +43,11 @@ def _bundle(qbo_ui, taxable=False):
         "DetailType": "GroupLineDetail",
         "Amount": 120,
         "Description": "Garden design package",
-        "GroupLineDetail": {"GroupItemRef": _item(qbo_ui, "Design"), "Quantity": 1, "Line": parts},
+        "GroupLineDetail": {
+            "GroupItemRef": _item(qbo_ui, "Design Package"),
+            "Quantity": 1,
+            "Line": parts,
+        },
     }
 
 

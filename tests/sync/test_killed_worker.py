@@ -58,51 +58,26 @@ class Kill:
     claimed: int = 0  # bindings claimed with a requestid, answer not recorded
 
 
-# Each mark names one engine bug and, through ``raises``, covers only the check that shows it:
-# any other failed check fails the case.
-RUN_LEFT_RUNNING = (
-    "Engine bug: the run of a killed worker stays 'running' (no finished_at) for ever. "
-    "sync.services.sync_run finishes only its own run; neither the next run, which takes the "
-    "lapsed lease, nor scheduled_sync marks it failed, so the QuickBooks history tab and the "
-    "run page (integrations.admin_views ACTIVE_RUN) keep refreshing as if a sync were going on."
-)
-
-REPLAY_MISMATCH = (
-    "Engine bug: the replay of a batch whose answer was partly recorded gives each record "
-    "another record's answer. sync.writer.replay_uncertain sends only the members still "
-    "uncertain (positions 10-29) and the client numbers them bid0-bid19, while QuickBooks "
-    "answers a repeated requestid with the first answer (bid0-bid29 for positions 0-29); "
-    "so KW-010 is bound to KW-000's QuickBooks invoice, after_push writes DocNumber KW-000 "
-    "into portal invoice KW-010, PostgreSQL refuses it (portal_invoice_number_key), the "
-    "IntegrityError escapes sync_run, and every later run (push or pull: replay comes first) "
-    "fails the same way."
-)
-
 CASES = [
     pytest.param(
         Kill("claimed", batch=1, claimed=30),
         id="a-claimed-not-sent-batch-1",
-        marks=pytest.mark.xfail(strict=True, raises=RunLeftRunning, reason=RUN_LEFT_RUNNING),
     ),
     pytest.param(
         Kill("claimed", batch=2, in_quickbooks=30, synced=30, claimed=10),
         id="a-claimed-not-sent-batch-2",
-        marks=pytest.mark.xfail(strict=True, raises=RunLeftRunning, reason=RUN_LEFT_RUNNING),
     ),
     pytest.param(
         Kill("sent", in_quickbooks=30, claimed=30),
         id="b-sent-answer-not-back",
-        marks=pytest.mark.xfail(strict=True, raises=RunLeftRunning, reason=RUN_LEFT_RUNNING),
     ),
     pytest.param(
         Kill("answered", in_quickbooks=30, claimed=30),
         id="c-answered-not-recorded",
-        marks=pytest.mark.xfail(strict=True, raises=RunLeftRunning, reason=RUN_LEFT_RUNNING),
     ),
     pytest.param(
         Kill("recording", after=10, in_quickbooks=30, synced=10, claimed=20),
         id="d-answer-partly-recorded",
-        marks=pytest.mark.xfail(strict=True, raises=NextWorkerFailed, reason=REPLAY_MISMATCH),
     ),
 ]
 

@@ -112,12 +112,12 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
         os._exit(3)
 
     @functools.wraps(real_write_batch)
-    def write_batch(self, entity, writes, *, request_id):
+    def write_batch(self, entity, writes, *, request_id, **kwargs):
         if entity != "Invoice":
-            return real_write_batch(self, entity, writes, request_id=request_id)
+            return real_write_batch(self, entity, writes, request_id=request_id, **kwargs)
         seen["batches"] += 1
         if seen["batches"] != batch:
-            return real_write_batch(self, entity, writes, request_id=request_id)
+            return real_write_batch(self, entity, writes, request_id=request_id, **kwargs)
         if point == "claimed":
             stop()
         if point == "sent":
@@ -127,7 +127,7 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
                 timeout=5,
             ).raise_for_status()
             marker.write_text(f"{os.getpid()} {point}\n")
-        answer = real_write_batch(self, entity, writes, request_id=request_id)
+        answer = real_write_batch(self, entity, writes, request_id=request_id, **kwargs)
         if point == "answered":
             stop()
         return answer

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from integrations import selectors, services
 from integrations.models import Connection, QuickBooksAccount
 from integrations.quickbooks.errors import QBOError, ReconnectRequired
-from portal.models import TaxRate
+from portal.models import Invoice, TaxRate
 from sync import configuration, fieldmap, tasks
 from sync import selectors as sync_selectors
 from sync.models import FieldMapping, SyncConfiguration, SyncRecord
@@ -227,7 +227,33 @@ def _history_context(request, connection):
 
 def _conflicts_context(request, connection):
     records = sync_selectors.conflicts_for(connection=connection)
-    return {"conflicts": [_conflict_view(record) for record in records]}
+    clashes = sync_selectors.number_clashes_for(connection=connection)
+    return {
+        "conflicts": [_conflict_view(record) for record in records],
+        "clashes": [_clash_view(record) for record in clashes],
+    }
+
+
+def _clash_view(record) -> dict:
+    """A held QuickBooks invoice and the portal invoice that has its number."""
+    holder = Invoice.objects.filter(number=record.qbo_doc_number).first()
+    return {"record": record, "holder": holder, "form": RenumberForm(prefix=f"clash-{record.pk}")}
+
+
+class RenumberForm(forms.Form):
+    number = forms.CharField(
+        label="New number for the portal's invoice",
+        max_length=Invoice._meta.get_field("number").max_length,
+        strip=True,
+    )
+
+    def clean_number(self):
+        number = self.cleaned_data["number"]
+        if Invoice.objects.filter(number=number).exists():
+            raise forms.ValidationError(
+                f"Number {number} is taken in the portal too; choose another."
+            )
+        return number
 
 
 def _conflict_view(record) -> dict:
@@ -540,6 +566,45 @@ def quickbooks_conflict_resolve(request, admin_site, record_id: int):
     tasks.queue("sync.tasks.resolve_conflict", record.pk, keep)
     messages.success(
         request, f"{label}: keeping {side} version. The result shows on the Sync history tab."
+    )
+    return redirect(_tab_url("conflicts"))
+
+
+@require_POST
+def quickbooks_clash_resolve(request, admin_site, record_id: int):
+    """Link a held QuickBooks invoice and the portal invoice with its number as one, or give
+    the portal's invoice a new number. Runs in the worker, like every sync."""
+    _require(request, CHANGE, "settle invoice numbers")
+    record = sync_selectors.record_get(record_id=record_id)
+    if record is None:
+        raise Http404("No such sync record.")
+    if record.status != SyncRecord.Status.CLASH:
+        messages.error(request, f"{record.label} is not held for its number any more.")
+        return redirect(_tab_url("conflicts"))
+    action = request.POST.get("action", "")
+    if action == "link":
+        tasks.queue("sync.tasks.resolve_number_clash", record.pk, "link")
+        messages.success(
+            request,
+            f"{record.label}: linking it with portal invoice {record.qbo_doc_number} as one "
+            "invoice, with QuickBooks' version. The result shows on the Sync history tab.",
+        )
+        return redirect(_tab_url("conflicts"))
+    if action != "renumber":
+        messages.error(request, "Choose Link as one invoice or Renumber the portal's invoice.")
+        return redirect(_tab_url("conflicts"))
+    form = RenumberForm(request.POST, prefix=f"clash-{record.pk}")
+    if not form.is_valid():
+        for error in form.errors.get("number", []):
+            messages.error(request, f"{record.label}: {error}")
+        return redirect(_tab_url("conflicts"))
+    number = form.cleaned_data["number"]
+    tasks.queue("sync.tasks.resolve_number_clash", record.pk, "renumber", number)
+    messages.success(
+        request,
+        f"Portal invoice {record.qbo_doc_number} is being renumbered {number} and sent; "
+        f"QuickBooks' invoice keeps number {record.qbo_doc_number}. The result shows on the "
+        "Sync history tab.",
     )
     return redirect(_tab_url("conflicts"))
 

@@ -97,6 +97,11 @@ class LedgerlinkAdminSite(admin.AdminSite):
                 view(admin_views.quickbooks_conflict_resolve),
                 name="quickbooks_conflict_resolve",
             ),
+            path(
+                "quickbooks/clashes/<int:record_id>/resolve/",
+                view(admin_views.quickbooks_clash_resolve),
+                name="quickbooks_clash_resolve",
+            ),
         ]
         return custom + super().get_urls()
 

@@ -62,6 +62,17 @@ def conflicts_for(*, connection: Connection) -> QuerySet[SyncRecord]:
     )
 
 
+def number_clashes_for(*, connection: Connection) -> QuerySet[SyncRecord]:
+    """QuickBooks invoices held because a portal invoice has their number, most recent first
+    (the portal invoices they wait on are found by ``qbo_doc_number``)."""
+    return (
+        SyncRecord.objects.filter(connection=connection, status=S.CLASH)
+        .exclude(qbo_id="")
+        .select_related("invoice")
+        .order_by("-updated_at")
+    )
+
+
 def record_get(*, record_id: int) -> SyncRecord | None:
     return SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
 

@@ -17,7 +17,14 @@ from integrations.models import Connection, WebhookEvent
 from portal.tasks import queue, queue_later
 from sync.locks import lock_held
 from sync.models import SyncConfiguration, SyncRecord, SyncRun
-from sync.services import conflict_resolve, runs_end_dead, sync_run
+from sync.services import (
+    ClashError,
+    conflict_resolve,
+    number_clash_link,
+    number_clash_renumber,
+    runs_end_dead,
+    sync_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,23 @@ def resolve_conflict(record_id: int, keep: str) -> int:
     if record is None or record.status != SyncRecord.Status.CONFLICT:
         return 0
     return conflict_resolve(record=record, keep=keep).pk
+
+
+def resolve_number_clash(record_id: int, action: str, number: str = "") -> int:
+    """Settle an invoice number taken on both sides: "link" them as one invoice, or
+    "renumber" the portal's to ``number``. Returns the run's id (0 when nothing was done:
+    the clash was already settled, or the choice is no longer possible, which the record's
+    details then say)."""
+    record = SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
+    if record is None or record.status != SyncRecord.Status.CLASH:
+        return 0
+    try:
+        if action == "link":
+            return number_clash_link(record=record).pk
+        return number_clash_renumber(record=record, number=number).pk
+    except ClashError as exc:
+        logger.warning("sync.clash.refused", extra={"record": record_id, "why": str(exc)})
+        return 0
 
 
 def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
@@ -123,6 +147,7 @@ __all__ = [
     "queue",
     "queue_later",
     "resolve_conflict",
+    "resolve_number_clash",
     "run_sync",
     "scheduled_sync",
 ]

@@ -137,3 +137,73 @@ def test_keep_portal_resolves_a_held_conflict_in_quickbooks(
     assert obj["PrivateNote"] == "Portal note"
     page = client.get(reverse("admin:quickbooks"), {"tab": "conflicts"})
     assert 'id="qbo-no-conflicts"' in page.content.decode()
+
+
+def _clash(run_sync, make_invoice, qbo_ui, ready):
+    from sync.models import SyncConfiguration
+    from tests.sync.test_number_clash import _accountants_invoice
+
+    SyncConfiguration.objects.filter(connection=ready).update(push_on_save=False)
+    assert run_sync("pull").status == "done"
+    portal = make_invoice(number="2050")
+    made = _accountants_invoice(qbo_ui, "2050")
+    assert run_sync("pull").status == "done"
+    return portal, made, SyncRecord.objects.get(qbo_id=made["Id"])
+
+
+def test_conflicts_tab_names_both_invoices_of_a_number_clash_and_settles_it(
+    client,
+    login,
+    ready,
+    run_sync,
+    make_invoice,
+    qbo_ui,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    portal, made, record = _clash(run_sync, make_invoice, qbo_ui, ready)
+    login(SYNC_ADMINISTRATORS)
+    page = client.get(reverse("admin:quickbooks"), {"tab": "conflicts"}).content.decode()
+    assert f'id="clash-{record.pk}"' in page
+    assert "kept in the portal as <a href=" in page and f"2050-QBO{made['Id']}</a>" in page
+    assert (
+        f'href="{reverse("admin:portal_invoice_change", args=[portal.pk])}">invoice 2050</a>'
+        in page
+    )
+    url = reverse("admin:quickbooks_clash_resolve", args=[record.pk])
+
+    # A number taken in the portal is refused at once, naming the field's problem.
+    response = client.post(
+        url, {"action": "renumber", f"clash-{record.pk}-number": "2050"}, follow=True
+    )
+    assert (
+        f"Invoice 2050-QBO{made['Id']}: Number 2050 is taken in the portal too; choose another."
+        in [str(m) for m in response.context["messages"]]
+    )
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            url, {"action": "renumber", f"clash-{record.pk}-number": "2050-P"}, follow=True
+        )
+    assert (
+        "Portal invoice 2050 is being renumbered 2050-P and sent; QuickBooks' invoice keeps "
+        "number 2050. The result shows on the Sync history tab."
+    ) in [str(m) for m in response.context["messages"]]
+    portal.refresh_from_db()
+    assert portal.number == "2050-P"
+    assert [r["Id"] for r in qbo_invoices(qbo_ui, "2050")] == [made["Id"]]
+    assert len(qbo_invoices(qbo_ui, "2050-P")) == 1
+    page = client.get(reverse("admin:quickbooks"), {"tab": "conflicts"}).content.decode()
+    assert 'id="qbo-no-clashes"' in page
+
+
+def test_billing_staff_see_a_number_clash_but_cannot_settle_it(
+    client, login, ready, run_sync, make_invoice, qbo_ui
+):
+    _portal, _made, record = _clash(run_sync, make_invoice, qbo_ui, ready)
+    login(BILLING_STAFF)
+    page = client.get(reverse("admin:quickbooks"), {"tab": "conflicts"}).content.decode()
+    assert f'id="clash-{record.pk}"' in page
+    assert f'id="qbo-clash-link-{record.pk}"' not in page
+    url = reverse("admin:quickbooks_clash_resolve", args=[record.pk])
+    assert client.post(url, {"action": "link"}).status_code == 403

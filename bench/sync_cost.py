@@ -15,9 +15,7 @@ Prints figures and ratios to the targets; it is a measurement, not a timed test.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -25,18 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def setup_django(db_path: str) -> None:
-    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["LEDGERLINK_ENV_FILE"] = os.devnull
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("createcachetable", verbosity=0)
+from bench.harness import bench_emulator, django_database, ready_connection  # noqa: E402
 
 
 def main() -> int:
@@ -46,30 +33,22 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=20)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        setup_django(str(Path(tmp) / "bench.sqlite3"))
+    with django_database():
         return run(args)
 
 
 def run(args) -> int:
-
-    from django.conf import settings
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
 
     from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate
-    from qbo_emulator import start_emulator
     from sync.services import sync_run
 
-    emulator = start_emulator(throttle=False, client_id="bench", client_secret="bench")
-    settings.QBO_ENVIRONMENT = "emulator"
-    settings.QBO_EMULATOR_URL = emulator.base_url
-    settings.QBO_CLIENT_ID = settings.QBO_CLIENT_SECRET = "bench"
-    try:
-        from tests.qbo import EmulatorUI, connect_with_tokens, set_up_for_sync
+    with bench_emulator() as emulator:
+        from tests.qbo import EmulatorUI
 
         realm = emulator.realm_ids[0]
-        connection = set_up_for_sync(connect_with_tokens(emulator, realm))
+        connection = ready_connection(emulator, realm)
         rate = TaxRate.objects.get(name="California")
 
         # Customers and items exist on both sides (made in QuickBooks, and kept in the portal
@@ -126,8 +105,6 @@ def run(args) -> int:
         small = _queries_for_new_invoices(10, customers, items, rate, sync_run, connection)
         large = _queries_for_new_invoices(110, customers, items, rate, sync_run, connection)
         per_invoice = (large - small) / 100
-    finally:
-        emulator.stop()
 
     print(f"push of {args.invoices} new invoices ({args.customers} customers, {args.items} items)")
     print(f"  created {run.created}, failed {run.failed}, in {took:.1f} s")

@@ -78,6 +78,8 @@ class V3Api:
             )
         try:
             fault = emu.faults.draw()
+            if fault is None and request.method == "POST" and emu.faults.draw_lost():
+                fault = "lost"
             if emu.options.latency_ms:
                 time.sleep(emu.options.latency_ms / 1000.0)
             if fault:

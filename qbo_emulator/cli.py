@@ -38,6 +38,12 @@ def add_arguments(parser, defaults: dict | None = None) -> None:
     parser.add_argument("--webhook-verifier", default=values["webhook_verifier"])
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--lost-rate",
+        type=float,
+        default=0.0,
+        help="A further chance that a write's answer is lost after it is applied.",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-throttle", action="store_true")
     parser.add_argument("--cloudevents", action="store_true")
@@ -50,6 +56,9 @@ def start_from_options(options: dict) -> RunningEmulator:
     the address cannot be bound."""
     if not 0.0 <= options["fault_rate"] <= 1.0:
         raise ValueError("--fault-rate must be between 0 and 1")
+    lost_rate = options.get("lost_rate") or 0.0
+    if not 0.0 <= lost_rate <= 1.0:
+        raise ValueError("--lost-rate must be between 0 and 1")
     return start_emulator(
         options["host"],
         options["port"],
@@ -61,6 +70,7 @@ def start_from_options(options: dict) -> RunningEmulator:
         cloudevents=options["cloudevents"],
         latency_ms=options["latency_ms"],
         fault_rate=options["fault_rate"],
+        lost_rate=lost_rate,
         seed=options["seed"],
         throttle=not options["no_throttle"],
         state_file=options["state_file"],

@@ -109,9 +109,11 @@ class Control:
         if method == "POST":
             if "latency_ms" in body:
                 emu.options.latency_ms = int(body["latency_ms"])
-            if "fault_rate" in body or "seed" in body:
+            if "fault_rate" in body or "seed" in body or "lost_rate" in body:
                 emu.faults.configure(
-                    body.get("fault_rate", emu.faults.rate), body.get("seed", emu.faults.seed)
+                    body.get("fault_rate", emu.faults.rate),
+                    body.get("seed", emu.faults.seed),
+                    body.get("lost_rate", emu.faults.lost_rate),
                 )
             if "throttle" in body:
                 emu.throttle.enabled = bool(body["throttle"])
@@ -130,6 +132,7 @@ class Control:
             {
                 "latency_ms": emu.options.latency_ms,
                 "fault_rate": emu.faults.rate,
+                "lost_rate": emu.faults.lost_rate,
                 "seed": emu.faults.seed,
                 "throttle": emu.throttle.enabled,
                 "per_minute": emu.throttle.per_minute,

@@ -51,6 +51,8 @@ class EmulatorConfig:
     cloudevents: bool = False
     latency_ms: int = 0
     fault_rate: float = 0.0
+    # A further chance that a write's answer is lost after it is applied (faults.py).
+    lost_rate: float = 0.0
     seed: int | None = None
     throttle: bool = True
     state_file: str | None = None
@@ -113,7 +115,7 @@ class Emulator:
             concurrent=config.concurrent,
             batch_per_minute=config.batch_per_minute,
         )
-        self.faults = FaultInjector(config.fault_rate, config.seed)
+        self.faults = FaultInjector(config.fault_rate, config.seed, config.lost_rate)
         self.dispatcher = self._make_dispatcher()
         self.api = V3Api(self)
         self.control = Control(self)
@@ -502,7 +504,7 @@ def start_emulator(host: str = "127.0.0.1", port: int = 0, **settings) -> Runnin
 
     ``port=0`` picks a free port; ``settings`` are the fields of EmulatorConfig
     (client_id, client_secret, redirect_uris, webhook_url, webhook_verifier, cloudevents,
-    latency_ms, fault_rate, seed, throttle, state_file, refresh_rotation_seconds, ...).
+    latency_ms, fault_rate, lost_rate, seed, throttle, state_file, refresh_rotation_seconds, ...).
     Raises OSError when the address cannot be bound.
     """
     config = EmulatorConfig(host=host, port=port, **settings)

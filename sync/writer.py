@@ -31,9 +31,17 @@ Write = tuple[SyncRecord, object, str, dict]
 
 
 class BatchWriter(Component):
-    def _settle_write(self, adapter: EntityAdapter, record: SyncRecord, obj: dict) -> None:
-        """QuickBooks saved ``obj`` from the portal's write: bind and agree on it."""
+    def _settle_write(
+        self, adapter: EntityAdapter, record: SyncRecord, obj: dict, *, replayed: bool = False
+    ) -> None:
+        """QuickBooks saved ``obj`` from the portal's write: bind and agree on it.
+
+        ``replayed``: ``obj`` is QuickBooks' first answer to a write sent earlier, so both
+        sides agree on QuickBooks' version only; what the portal changed since is sent after.
+        """
         agreed = adapter.after_push(record, obj)
+        if replayed:
+            agreed = adapter.neutral_qbo(obj)
         self.binder.settle(
             record,
             obj,
@@ -135,5 +143,5 @@ class BatchWriter(Component):
                 )
                 self.log.outcome.created += 1
                 self.binder.release_copy(record, object_id(result))
-                self._settle_write(adapter, record, result)
+                self._settle_write(adapter, record, result, replayed=True)
             adapter.flush()

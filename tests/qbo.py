@@ -21,8 +21,10 @@ class EmulatorUI:
     def rows(self, entity: str) -> list[dict]:
         return self._call("GET", entity.lower()).get(entity, [])
 
-    def create(self, entity: str, body: dict) -> dict:
-        return self._call("POST", entity.lower(), body)[entity]
+    def create(self, entity: str, body: dict, *, include: str = "") -> dict:
+        """``include`` as QuickBooks takes it, e.g. ``allowduplicatedocnum``."""
+        path = f"{entity.lower()}?include={include}" if include else entity.lower()
+        return self._call("POST", path, body)[entity]
 
     def update(self, entity: str, body: dict) -> dict:
         return self._call("POST", f"{entity.lower()}?operation=update", body)[entity]

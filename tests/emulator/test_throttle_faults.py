@@ -226,3 +226,46 @@ def _wait(condition, timeout: float = 5) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_lost_rate_option_loses_write_answers_after_applying_them(make_emulator):
+    emu = make_emulator()
+    options = requests.post(
+        f"{emu.base_url}/_emulator/options", json={"lost_rate": 1.0, "seed": 4}, timeout=5
+    ).json()
+    assert (options["lost_rate"], options["fault_rate"], options["seed"]) == (1.0, 0.0, 4)
+    qbo = Qbo(emu, emu.realm_ids[0])
+    # Reads are served: only a write's answer is lost, once the write is applied.
+    assert qbo.get("preferences").status_code == 200
+    name = unique("Lost rate")
+    request_id = "lost-rate-" + name[-10:]
+    with pytest.raises(requests.ConnectionError):
+        qbo.post("customer", {"DisplayName": name}, requestid=request_id)
+    qbo.session.close()
+    assert [c["DisplayName"] for c in qbo.rows("Customer")].count(name) == 1
+    assert [e["fault"] for e in emu.app.requests_log()] == [None, "lost"]
+
+    requests.post(f"{emu.base_url}/_emulator/options", json={"lost_rate": 0}, timeout=5)
+    retry = qbo.post("customer", {"DisplayName": name}, requestid=request_id)
+    assert retry.status_code == 200
+    assert emu.app.requests_log()[-1]["replayed"] is True
+    assert [c["DisplayName"] for c in qbo.rows("Customer")].count(name) == 1
+
+
+def test_lost_rate_flag_sets_the_lever_and_refuses_a_rate_above_one():
+    import argparse
+
+    from qbo_emulator.cli import add_arguments, start_from_options
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = vars(parser.parse_args(["--port", "0", "--no-throttle", "--lost-rate", "0.25"]))
+    emu = start_from_options(options)
+    try:
+        assert emu.app.faults.lost_rate == 0.25
+        status = requests.get(f"{emu.base_url}/_emulator/options", timeout=5).json()
+        assert status["lost_rate"] == 0.25
+    finally:
+        emu.stop()
+    with pytest.raises(ValueError, match="--lost-rate must be between 0 and 1"):
+        start_from_options({**options, "lost_rate": 1.5})

@@ -219,3 +219,21 @@ def test_reconcile_names_duplicates_in_quickbooks_and_bindings_to_missing_invoic
         f"bound to QuickBooks invoice {missing['Id']}, which QuickBooks no longer has",
     ) in report.only_portal
     assert "  duplicates: 1" in report.render()
+
+
+def test_a_portal_edit_made_before_the_replay_still_reaches_quickbooks(
+    run_sync, ready, make_invoice, qbo_ui, answers_lost
+):
+    """The replay's answer is QuickBooks' invoice as first sent; an edit made in the portal
+    since must still be sent, not taken as agreed."""
+    invoice = make_invoice(number="LA-EDIT")
+    assert run_sync("push").status == "done"
+    assert SyncRecord.objects.get(invoice=invoice).uncertain
+    Invoice.objects.filter(pk=invoice.pk).update(customer_memo="Edited while unconfirmed")
+
+    answers_lost.undo()
+    assert run_sync("push").status == "done"
+
+    [row] = qbo_invoices(qbo_ui, "LA-EDIT")
+    assert row["CustomerMemo"]["value"] == "Edited while unconfirmed"
+    assert SyncRecord.objects.get(invoice=invoice).status == "synced"

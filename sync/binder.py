@@ -9,6 +9,7 @@ and, when the error may pass, the next retry), or skipped.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -16,6 +17,7 @@ from integrations.models import Connection
 from integrations.quickbooks.backend import object_id, sync_token
 from integrations.quickbooks.errors import error_fields
 from portal.models import Invoice
+from portal.money import round_money
 from sync.models import SyncRecord
 from sync.runlog import RunLog
 
@@ -29,6 +31,14 @@ def retry_at(attempts: int):
     """When a record failed ``attempts`` times by a passing error is due again."""
     step = RETRY_BACKOFF_MINUTES[min(attempts, len(RETRY_BACKOFF_MINUTES)) - 1]
     return timezone.now() + timedelta(minutes=step)
+
+
+def qbo_totals(obj: dict) -> dict[str, str]:
+    """QuickBooks' subtotal (total before tax), tax and total of an invoice, as 2-decimal
+    text (``TotalAmt``, ``TxnTaxDetail.TotalTax``; qbo-api.md section 8)."""
+    total = round_money(Decimal(str(obj.get("TotalAmt") or 0)))
+    tax = round_money(Decimal(str((obj.get("TxnTaxDetail") or {}).get("TotalTax") or 0)))
+    return {"subtotal": str(total - tax), "tax": str(tax), "total": str(total)}
 
 
 class Binder:
@@ -153,6 +163,8 @@ class Binder:
         differ* with the reason ``differs`` when QuickBooks' totals are not the portal's."""
         record.qbo_id = object_id(obj) or record.qbo_id
         record.sync_token = sync_token(obj) or record.sync_token
+        if record.object_type == "invoice" and "TotalAmt" in obj:
+            record.qbo_totals = qbo_totals(obj)
         if number is not None:
             record.qbo_doc_number = number
         record.status = S.DIFFERS if differs else S.SYNCED

@@ -73,6 +73,8 @@ class Exporter(BatchWriter):
                 settled = record.status in (S.SYNCED, S.DIFFERS, S.SKIPPED) and not force
                 if (unchanged and settled) or (neutral["void"] and agreed.get("void")):
                     self.log.outcome.unchanged += 1
+                    if unchanged and not neutral["void"]:
+                        self.invoices.local.restore_totals(invoice, record.qbo_totals)
                     if record.status == S.DIFFERS:
                         recheck.append((record, invoice))
                 elif neutral["void"]:

@@ -20,6 +20,7 @@ from integrations.quickbooks.backend import is_deleted, object_id, paid_invoice_
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from portal.models import Invoice
 from sync import conflicts
+from sync.binder import qbo_totals
 from sync.conflicts import Action
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
@@ -286,7 +287,9 @@ class Importer(Component):
             self.log.outcome.unchanged += 1
             if not self.ctx.dry_run:
                 record.sync_token = token
-                record.save(update_fields=["sync_token", "updated_at"])
+                if "TotalAmt" in obj:
+                    record.qbo_totals = qbo_totals(obj)
+                record.save(update_fields=["sync_token", "qbo_totals", "updated_at"])
                 # Nothing mapped changed, but QuickBooks' figures may have (a tax setting).
                 self.invoices.local.save_totals(invoice, obj)
                 self.invoices.local.apply_payments(invoice, obj)

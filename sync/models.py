@@ -186,6 +186,10 @@ class SyncRecord(models.Model):
     # duplicate name): that version is not sent again until it, or a customer or item it
     # uses, changes, or staff press Retry.
     refused_version = models.CharField(max_length=64, blank=True)
+    # QuickBooks' own figures for an invoice when both sides last agreed ({"subtotal", "tax",
+    # "total"}, text in the invoice's currency): the portal shows these, never a recomputed
+    # figure, while nothing that flows to QuickBooks has changed.
+    qbo_totals = models.JSONField(null=True, blank=True)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     last_pulled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

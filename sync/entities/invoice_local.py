@@ -174,6 +174,23 @@ class LocalInvoiceWriter:
                 changed[name] = value
         return changed
 
+    def restore_totals(self, invoice: Invoice, totals: dict | None) -> None:
+        """An invoice nothing sent to QuickBooks has changed shows QuickBooks' figures
+        (``SyncRecord.qbo_totals``), not the portal's own recomputation of the same lines,
+        which may round or apply a discount differently by a cent."""
+        if not totals:
+            return
+        wanted = {name: Decimal(totals[name]) for name in ("subtotal", "tax", "total")}
+        changed = {
+            field: wanted[name]
+            for field, name in (("subtotal", "subtotal"), ("tax_total", "tax"), ("total", "total"))
+            if getattr(invoice, field) != wanted[name]
+        }
+        if changed:
+            for field, value in changed.items():
+                setattr(invoice, field, value)
+            Invoice.objects.filter(pk=invoice.pk).update(**changed)
+
     def save_totals(self, invoice: Invoice, obj: dict) -> None:
         """QuickBooks' totals for ``invoice``, saved when they changed (not for a void)."""
         if qbo_is_void(obj):

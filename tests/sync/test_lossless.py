@@ -419,3 +419,40 @@ def test_lines_synced_before_they_kept_quickbooks_ids_are_compared_before_any_is
     else:
         assert "DiscountLineDetail" in kinds
         assert invoice.lines.filter(kind=InvoiceLine.Kind.DISCOUNT).exists()
+
+
+def test_a_portal_recount_of_unchanged_lines_never_replaces_quickbooks_totals(
+    run_sync, qbo_ui, qbo
+):
+    """Saving an invoice's lines unchanged recomputes the portal's figures, which may round
+    or apply a discount differently; nothing flows to QuickBooks, so its totals stand."""
+    run_sync("pull")
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    made = qbo_ui.create(
+        "Invoice",
+        {
+            "DocNumber": "7520",
+            "CustomerRef": {"value": customer["Id"]},
+            "ApplyTaxAfterDiscount": True,
+            "TxnTaxDetail": {"TxnTaxCodeRef": {"value": "2"}},
+            "Line": [
+                _sale(qbo_ui, "Hours", 33.33, 1, 33.33, taxable=True),
+                _sale(qbo_ui, "Design", 33.34, 1, 33.34, taxable=True),
+                _discount(qbo_ui, percent=5),
+            ],
+        },
+    )
+    run_sync("pull")
+    invoice = Invoice.objects.get(number="7520")
+    assert str(invoice.total) == str(Decimal(str(made["TotalAmt"])).quantize(Decimal("0.01")))
+    invoice.refresh_totals()
+    qbo.app.clear_log()
+
+    assert run_sync("both").status == "done"
+
+    invoice.refresh_from_db()
+    assert str(invoice.total) == str(Decimal(str(made["TotalAmt"])).quantize(Decimal("0.01")))
+    assert str(invoice.tax_total) == str(
+        Decimal(str(made["TxnTaxDetail"]["TotalTax"])).quantize(Decimal("0.01"))
+    )
+    assert _writes(qbo) == []

@@ -43,8 +43,19 @@ def _portal_step(rng, make_invoice, counter):
 
 
 def _extra_line(rng, qbo_ui):
-    """A line of a kind the portal keeps as QuickBooks has it, or an amount-only sale."""
-    kind = rng.choice(["discount", "text", "amount only"])
+    """A line of a kind the portal keeps as QuickBooks has it (discount, text, bundle), or an
+    amount-only sale."""
+    kind = rng.choice(["discount", "text", "amount only", "bundle"])
+    if kind == "bundle":
+        # A bundle (Group item) as an accountant adds it: QuickBooks expands its components.
+        bundle = qbo_ui.find("Item", Name="Design Package")
+        return {
+            "DetailType": "GroupLineDetail",
+            "GroupLineDetail": {
+                "GroupItemRef": {"value": bundle["Id"]},
+                "Quantity": rng.randint(1, 2),
+            },
+        }
     if kind == "discount":
         account = next(a for a in qbo_ui.rows("Account") if a.get("AccountType") == "Income")
         return {

@@ -64,13 +64,23 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Customer)
 class CustomerAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
-    list_display = ["display_name", "company_name", "email", "phone", "invoice_count", "active"]
+    list_display = [
+        "display_name",
+        "parent",
+        "company_name",
+        "email",
+        "phone",
+        "invoice_count",
+        "active",
+    ]
     list_filter = ["active"]
+    list_select_related = ["parent"]
+    readonly_fields = ["parent"]
     # The invoice-count annotation groups rows, which drops the model's default ordering.
     ordering = [Lower("display_name")]
     search_fields = ["display_name", "company_name", "email"]
     fieldsets = [
-        (None, {"fields": ["display_name", "company_name", "email", "phone", "active"]}),
+        (None, {"fields": ["display_name", "parent", "company_name", "email", "phone", "active"]}),
         (
             "Billing address",
             {

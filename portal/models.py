@@ -83,6 +83,15 @@ class Customer(TimestampedModel):
     billing_postal_code = models.CharField("postal code", max_length=31, blank=True)
     billing_country = models.CharField("country", max_length=255, blank=True)
     active = models.BooleanField(default=True)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sub_customers",
+        help_text="For a sub-customer or project in QuickBooks, the customer it belongs to "
+        "(set in QuickBooks).",
+    )
 
     class Meta:
         ordering = [Lower("display_name")]

@@ -116,7 +116,7 @@ class Importer(Component):
 
         ``counted``: the objects are part of the run's announced total (progress)."""
         kind = adapter.kind
-        for obj in objects:
+        for obj in adapter.ordered(objects):
             self.log.checkpoint()
             if counted:
                 self.log.progress(done=1)

@@ -107,6 +107,10 @@ class NameListAdapter(EntityAdapter):
         """The portal record with this name (case-insensitive), or None."""
         return self.model.objects.filter(**{f"{self.name_field}__iexact": name}).first()
 
+    def ordered(self, objects: list[dict]) -> list[dict]:
+        """QuickBooks entries in the order they are brought into the portal."""
+        return objects
+
     def apply_remote(self, local, neutral: dict) -> None:
         """Write QuickBooks' version (``neutral``) into ``local`` and save it."""
         raise NotImplementedError

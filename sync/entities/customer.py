@@ -38,4 +38,14 @@ class CustomerAdapter(NameListAdapter):
         local.billing_postal_code = neutral["postal_code"][:31]
         local.billing_country = neutral["country"]
         local.active = neutral["active"]
+        # Parents come before their sub-customers (``ordered``), so the parent is here.
+        local.parent = (
+            Customer.objects.filter(display_name__iexact=neutral["parent"]).first()
+            if neutral.get("parent")
+            else None
+        )
         local.save()
+
+    def ordered(self, objects: list[dict]) -> list[dict]:
+        """Parents before their sub-customers (QuickBooks' ``Level``, 0 at the top)."""
+        return sorted(objects, key=lambda obj: int(obj.get("Level") or 0))

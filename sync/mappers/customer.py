@@ -18,7 +18,19 @@ def customer_neutral_local(customer) -> dict:
         "postal_code": customer.billing_postal_code,
         "country": customer.billing_country,
         "active": customer.active,
+        "parent": customer.parent.display_name if customer.parent_id else "",
     }
+
+
+def parent_name(obj: dict) -> str:
+    """A sub-customer's parent's DisplayName, from its ``FullyQualifiedName`` ("Parent:Child";
+    QuickBooks refuses a colon in a name, so the last part before the child is the parent)."""
+    if not obj.get("ParentRef"):
+        return ""
+    parts = str(obj.get("FullyQualifiedName") or "").split(":")
+    if len(parts) >= 2:
+        return parts[-2]
+    return str((obj.get("ParentRef") or {}).get("name") or "")
 
 
 def customer_neutral_qbo(obj: dict) -> dict:
@@ -34,6 +46,7 @@ def customer_neutral_qbo(obj: dict) -> dict:
         "postal_code": addr.get("PostalCode", ""),
         "country": addr.get("Country", ""),
         "active": obj.get("Active", True) is not False,
+        "parent": parent_name(obj),
     }
 
 

@@ -169,3 +169,30 @@ def test_a_refusal_retrying_cannot_fix_is_not_sent_again_until_something_changes
     record.refresh_from_db()
     assert record.status == "synced", record.details
     assert len(qbo_invoices(qbo_ui, "ID-50")) == 1
+
+
+def test_a_sub_customer_shows_its_parent_in_the_portal(
+    run_sync, ready, qbo_ui, client, user_factory
+):
+    from django.urls import reverse
+
+    from portal.roles import BILLING_STAFF
+
+    parent = qbo_ui.create("Customer", {"DisplayName": "Evergreen Holdings"})
+    child = qbo_ui.create(
+        "Customer",
+        {"DisplayName": "Evergreen Garden Project", "ParentRef": {"value": parent["Id"]}},
+    )
+    assert child["FullyQualifiedName"] == "Evergreen Holdings:Evergreen Garden Project"
+    assert run_sync("pull").status == "done"
+
+    project = Customer.objects.get(display_name="Evergreen Garden Project")
+    assert project.parent.display_name == "Evergreen Holdings"
+    assert Customer.objects.get(display_name="Evergreen Holdings").parent is None
+    client.force_login(user_factory(role=BILLING_STAFF))
+    page = client.get(reverse("admin:portal_customer_changelist"), {"q": "Evergreen"})
+    text = page.content.decode()
+    assert "Evergreen Garden Project" in text and text.count("Evergreen Holdings") >= 2
+    # A second pull with nothing changed changes nothing.
+    again = run_sync("pull")
+    assert (again.created, again.updated) == (0, 0)

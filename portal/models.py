@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from portal.changes import InvoiceLineQuerySet, InvoiceQuerySet, bump, stamping
 from portal.money import ZERO, round_money
 
 
@@ -208,6 +209,10 @@ class Invoice(TimestampedModel):
     total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
     # Payments are recorded in QuickBooks; the pull brings back how much of the total is paid.
     amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+    # Moves up with every change to the invoice or its lines (``portal.changes``).
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    objects = InvoiceQuerySet.as_manager()
 
     class Meta:
         ordering = ["-issue_date", "-number"]
@@ -217,6 +222,17 @@ class Invoice(TimestampedModel):
 
     def __str__(self) -> str:
         return f"Invoice {self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        stamped = stamping() and not self._state.adding
+        if stamped:
+            # Counted in the database, so concurrent changes never reuse a version.
+            self.version = models.F("version") + 1
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
+        super().save(*args, **kwargs)
+        if stamped:
+            self.refresh_from_db(fields=["version"])
 
     def clean(self) -> None:
         # Only what QuickBooks itself refuses is refused here; portal-only rules are warnings
@@ -314,6 +330,8 @@ class InvoiceLine(models.Model):
     qbo_line_id = models.CharField("QuickBooks line id", max_length=20, blank=True)
     qbo_detail = models.JSONField(null=True, blank=True, editable=False)
 
+    objects = InvoiceLineQuerySet.as_manager()
+
     class Meta:
         ordering = ["position", "id"]
 
@@ -340,6 +358,13 @@ class InvoiceLine(models.Model):
         if computed is not None:
             self.amount = computed
         super().save(*args, **kwargs)
+        bump([self.invoice_id])
+
+    def delete(self, *args, **kwargs):
+        invoice_id = self.invoice_id
+        result = super().delete(*args, **kwargs)
+        bump([invoice_id])
+        return result
 
     @property
     def editable(self) -> bool:

@@ -44,10 +44,19 @@ def qbo_totals(obj: dict) -> dict[str, str]:
 class Binder:
     """The bindings of one connection during one run (dry runs write nothing)."""
 
-    def __init__(self, *, connection: Connection, log: RunLog, dry_run: bool = False):
+    def __init__(
+        self,
+        *,
+        connection: Connection,
+        log: RunLog,
+        dry_run: bool = False,
+        mapping_signature: str = "",
+    ):
         self.connection = connection
         self.log = log
         self.dry_run = dry_run
+        # The field and tax mapping this run sends with (``runtime.mapping_signature``).
+        self.mapping_signature = mapping_signature
         self._by_local: dict[tuple[str, int], SyncRecord] = {}
         self._by_qbo: dict[tuple[str, str], SyncRecord] = {}
         self._qbo_ids: dict[str, dict[int, str]] = {}
@@ -157,14 +166,22 @@ class Binder:
         pushed: bool,
         number: str | None = None,
         differs: str = "",
+        agree_version: bool = True,
     ) -> None:
         """A write or read succeeded: keep QuickBooks' Id and SyncToken (and DocNumber as
         ``number``), what both sides agree on, and mark the binding synced, or *totals
-        differ* with the reason ``differs`` when QuickBooks' totals are not the portal's."""
+        differ* with the reason ``differs`` when QuickBooks' totals are not the portal's.
+        ``agree_version``: the invoice as loaded is what was agreed (not so for an answer
+        replayed from an earlier write, which the next push compares again)."""
         record.qbo_id = object_id(obj) or record.qbo_id
         record.sync_token = sync_token(obj) or record.sync_token
         if record.object_type == "invoice" and "TotalAmt" in obj:
             record.qbo_totals = qbo_totals(obj)
+        if record.object_type == "invoice" and record.invoice is not None:
+            if agree_version:
+                self.agree_version(record, record.invoice)
+            else:  # compared again by the next push
+                record.agreed_version = None
         if number is not None:
             record.qbo_doc_number = number
         record.status = S.DIFFERS if differs else S.SYNCED
@@ -183,6 +200,15 @@ class Binder:
             record.last_pulled_at = timezone.now()
         record.save()
         self.remember(record)
+
+    def agree_version(self, record: SyncRecord, invoice) -> bool:
+        """Keep the invoice's version and the mapping as those both sides agree on (not
+        saved here); True when they changed."""
+        agreed = (invoice.version, self.mapping_signature)
+        if (record.agreed_version, record.agreed_mapping) == agreed:
+            return False
+        record.agreed_version, record.agreed_mapping = agreed
+        return True
 
     def recheck(self, record: SyncRecord, differs: str) -> None:
         """Totals checked again without a write: synced, or still differing (``differs``)."""

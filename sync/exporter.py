@@ -31,7 +31,7 @@ from integrations.quickbooks.errors import (
 from portal.models import Invoice
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
-from sync.entities.invoice import invoices_for_push
+from sync.entities.invoice import invoices_for_push, invoices_settled_count
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
 from sync.writer import BatchWriter, Write
@@ -49,12 +49,22 @@ class Exporter(BatchWriter):
         """Push new and changed invoices (or just ``invoice_ids``; ``force`` sends them even
         when unchanged or held). Returns the (binding, invoice) pairs QuickBooks refused as
         stale, for the importer to compare."""
-        invoices = invoices_for_push(config=self.ctx.config, invoice_ids=invoice_ids)
+        changed_for = None if invoice_ids is not None else self.binder.mapping_signature
+        invoices = invoices_for_push(
+            config=self.ctx.config, invoice_ids=invoice_ids, changed_for=changed_for
+        )
+        if changed_for is not None:
+            # Settled and untouched since: counted, not loaded.
+            self.log.outcome.unchanged += invoices_settled_count(
+                config=self.ctx.config, changed_for=changed_for
+            )
         records = self.binder.invoice_records([inv.pk for inv in invoices])
         to_write: list[Pair] = []
         voids: list[Pair] = []
         recheck: list[Pair] = []
         stale: list[Pair] = []
+        # Settled bindings whose invoice was saved without a change QuickBooks would see.
+        agreed_again: list[SyncRecord] = []
         for invoice in invoices:
             record = records.get(invoice.pk)
             if record is not None:
@@ -75,6 +85,8 @@ class Exporter(BatchWriter):
                     self.log.outcome.unchanged += 1
                     if unchanged and not neutral["void"]:
                         self.invoices.local.restore_totals(invoice, record.qbo_totals)
+                    if settled and self.binder.agree_version(record, invoice):
+                        agreed_again.append(record)
                     if record.status == S.DIFFERS:
                         recheck.append((record, invoice))
                 elif neutral["void"]:
@@ -108,6 +120,8 @@ class Exporter(BatchWriter):
                 stale.append((record, invoice))
             self.log.progress(done=1)
         self._recheck(recheck)
+        if agreed_again and not self.ctx.dry_run:
+            SyncRecord.objects.bulk_update(agreed_again, ["agreed_version", "agreed_mapping"])
         return stale
 
     def _lines_unknown(self, invoice: Invoice, sent: dict, agreed: dict) -> bool:

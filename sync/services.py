@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from integrations.models import Connection
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
+from portal.changes import unstamped
 from portal.models import Invoice
 from sync.configuration import sync_configuration_for
 from sync.context import SyncContext
@@ -38,7 +39,8 @@ def sync_writing():
     previous = getattr(_local, "writing", False)
     _local.writing = True
     try:
-        yield
+        with unstamped():  # QuickBooks' version is not a portal change to send back
+            yield
     finally:
         _local.writing = previous
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 
 from integrations.quickbooks.backend import version_ref
 from portal.models import Invoice, InvoiceLine, default_currency
@@ -26,15 +26,49 @@ def lines_prefetch(path: str) -> Prefetch:
     return Prefetch(path, queryset=InvoiceLine.objects.select_related("item", "tax_rate"))
 
 
-def invoices_for_push(*, config: SyncConfiguration, invoice_ids: list[int] | None) -> list[Invoice]:
+def invoices_for_push(
+    *,
+    config: SyncConfiguration,
+    invoice_ids: list[int] | None,
+    changed_for: str | None = None,
+) -> list[Invoice]:
     """Portal invoices the sync looks at (on or after the first invoice date), in id order,
-    with customer, lines, items and tax rates loaded; only ``invoice_ids`` when given."""
+    with customer, lines, items and tax rates loaded; only ``invoice_ids`` when given.
+
+    ``changed_for``: a mapping signature (``runtime.mapping_signature``); leaves out, in SQL,
+    the invoices settled with QuickBooks whose version and mapping are still those both sides
+    agreed on, so a sync with nothing to do loads nothing (``portal.changes``)."""
     qs = Invoice.objects.select_related("customer").prefetch_related(lines_prefetch("lines"))
     if config.first_invoice_date:
         qs = qs.filter(issue_date__gte=config.first_invoice_date)
     if invoice_ids is not None:
         qs = qs.filter(pk__in=invoice_ids)
+    if changed_for is not None:
+        qs = qs.exclude(_settled(config, changed_for))
     return list(qs.order_by("pk"))
+
+
+def invoices_settled_count(*, config: SyncConfiguration, changed_for: str) -> int:
+    """How many invoices ``invoices_for_push(changed_for=...)`` leaves out (one COUNT)."""
+    qs = Invoice.objects.all()
+    if config.first_invoice_date:
+        qs = qs.filter(issue_date__gte=config.first_invoice_date)
+    return qs.filter(_settled(config, changed_for)).count()
+
+
+def _settled(config: SyncConfiguration, signature: str) -> Exists:
+    """An invoice settled with QuickBooks at its current version, under this mapping."""
+    return Exists(
+        SyncRecord.objects.filter(
+            connection_id=config.connection_id,
+            object_type="invoice",
+            invoice=OuterRef("pk"),
+            agreed_version=OuterRef("version"),
+            agreed_mapping=signature,
+            status__in=[SyncRecord.Status.SYNCED, SyncRecord.Status.SKIPPED],
+            uncertain=False,
+        )
+    )
 
 
 class InvoiceAdapter(EntityAdapter):

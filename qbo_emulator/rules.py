@@ -14,12 +14,24 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from . import errors
 from .clock import Clock, iso_seconds, iso_utc
-from .store import NAME_LISTS, SINGLETONS, TRANSACTIONS, Realm
+from .store import NAME_LISTS, NAME_SPACE, SINGLETONS, TRANSACTIONS, Realm
 
 CENT = Decimal("0.01")
 DELETED_SUFFIX = " (deleted)"
 DELETED_NAME = re.compile(r" \(deleted(?:-\d+)?\)$")
 FORBIDDEN_NAME_CHARS = (":", "\t", "\n")
+PERSON_NAME_FIELDS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+NAME_LENGTHS = (
+    ("Title", 16),
+    ("Suffix", 16),
+    ("GivenName", 100),
+    ("MiddleName", 100),
+    ("FamilyName", 100),
+    ("CompanyName", 100),
+    ("DisplayName", 500),
+    ("PrintOnCheckName", 110),
+    ("Notes", 1024),
+)
 
 
 def _fields(text: str) -> frozenset[str]:
@@ -43,6 +55,20 @@ ALLOWED_FIELDS: dict[str, frozenset[str]] = {
         "ResaleNum TaxExemptionReasonId ARAccountRef PrimaryTaxIdentifier "
         "SecondaryTaxIdentifier CustomerTypeRef BusinessNumber GSTIN GSTRegistrationType "
         "IsProject ClientEntityId Source V4IDPseudonym TaxRegimeRef"
+    ),
+    "Vendor": _fields(
+        "Title GivenName MiddleName FamilyName Suffix DisplayName CompanyName "
+        "PrintOnCheckName Active PrimaryPhone AlternatePhone Mobile Fax PrimaryEmailAddr "
+        "WebAddr OtherContactInfo BillAddr ShipAddr OtherAddr Notes TaxIdentifier TermRef "
+        "Balance OpenBalanceDate BillRate CostRate AcctNum Vendor1099 T4AEligible "
+        "T5018Eligible CurrencyRef APAccountRef HasTPAR TaxReportingBasis BusinessNumber "
+        "GSTIN GSTRegistrationType VendorPaymentBankDetail Source V4IDPseudonym"
+    ),
+    "Employee": _fields(
+        "Title GivenName MiddleName FamilyName Suffix DisplayName PrintOnCheckName Active "
+        "PrimaryPhone Mobile PrimaryEmailAddr PrimaryAddr OtherContactInfo EmployeeNumber "
+        "SSN BillableTime BillRate CostRate BirthDate Gender HiredDate ReleasedDate "
+        "Organization V4IDPseudonym"
     ),
     "Item": _fields(
         "Name Sku Description Active SubItem ParentRef Level FullyQualifiedName Taxable "
@@ -85,6 +111,8 @@ ALLOWED_FIELDS: dict[str, frozenset[str]] = {
 # full update is cleared, as QBO documents).
 READ_ONLY = {
     "Customer": ("Balance", "BalanceWithJobs"),
+    "Vendor": ("Balance",),
+    "Employee": (),
     "Item": (),
     "Account": ("CurrentBalance", "CurrentBalanceWithSubAccounts"),
     "Invoice": (),
@@ -264,7 +292,7 @@ class Company:
                 if entity == "Preferences":
                     payload = _merge_preference_groups(existing, payload)
                 merged.update(payload)
-                if entity == "Customer" and not str(payload.get("DisplayName", "x")).strip():
+                if entity in NAME_SPACE and not str(payload.get("DisplayName", "x")).strip():
                     # DisplayName cannot be cleared by a sparse update.
                     merged["DisplayName"] = existing.get("DisplayName")
             else:
@@ -465,18 +493,29 @@ class Company:
         return None
 
     def _name_taken(self, entity: str, key: str, value: str, own_id: str | None) -> bool:
+        return self._name_holder(entity, key, value, own_id) is not None
+
+    def _name_holder(self, entity: str, key: str, value: str, own_id: str | None) -> str | None:
+        """The list in which another object already has ``value`` as its ``key``, or None.
+
+        Names compare ignoring case and surrounding spaces. Customers, vendors and
+        employees are one name space (qbo-api.md section 13); other lists are their own.
+        """
         wanted = value.strip().casefold()
-        return any(
-            row["Id"] != own_id and str(row.get(key, "")).strip().casefold() == wanted
-            for row in self.realm.objects[entity].values()
-        )
+        for name in NAME_SPACE if entity in NAME_SPACE else (entity,):
+            for row in self.realm.objects[name].values():
+                mine = name == entity and row["Id"] == own_id
+                if not mine and str(row.get(key, "")).strip().casefold() == wanted:
+                    return name
+        return None
 
     def _unique(self, entity: str, key: str, value: str, own_id: str | None) -> None:
         # Case-insensitive and including inactive objects: QBO renames deactivated names
         # with " (deleted)" precisely so they stop clashing, which implies inactive names
         # still count (qbo-api.md marks this UNCONFIRMED).
-        if self._name_taken(entity, key, value, own_id):
-            raise errors.duplicate_name(entity)
+        holder = self._name_holder(entity, key, value, own_id)
+        if holder is not None:
+            raise errors.duplicate_name(entity, holder if entity in NAME_SPACE else None)
 
     def _currency(self, out: dict, customer: dict | None = None) -> None:
         """The object's currency, as QuickBooks sets it (qbo-api.md section 13).
@@ -627,27 +666,22 @@ class Company:
             )
         return code
 
-    # -- Customer ---------------------------------------------------------------------
+    # -- Customer, Vendor, Employee ---------------------------------------------------
 
-    def _normalize_customer(self, data: dict, existing: dict | None, include) -> tuple:
-        out = dict(data)
-        for element, maximum in (
-            ("Title", 16),
-            ("Suffix", 16),
-            ("GivenName", 100),
-            ("MiddleName", 100),
-            ("FamilyName", 100),
-            ("CompanyName", 100),
-            ("DisplayName", 500),
-            ("PrintOnCheckName", 110),
-            ("Notes", 1024),
-        ):
+    def _person_name(self, out: dict) -> None:
+        """Check the name and contact fields customers, vendors and employees share, and set
+        a trimmed DisplayName, built from Title, GivenName, MiddleName, FamilyName and Suffix
+        when none is sent.
+
+        Raises 2050 for an over-long field, 6000 for a colon, tab or newline in a name or a
+        malformed email address, and 6080 when there is no name at all.
+        """
+        for element, maximum in NAME_LENGTHS:
             self._check_length(out, element, maximum)
-        name_fields = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
-        self._check_name_chars(out, (*name_fields, "DisplayName"))
+        self._check_name_chars(out, (*PERSON_NAME_FIELDS, "DisplayName"))
         display = str(out.get("DisplayName") or "").strip()
         if not display:
-            display = " ".join(str(out[k]).strip() for k in name_fields if out.get(k))
+            display = " ".join(str(out[k]).strip() for k in PERSON_NAME_FIELDS if out.get(k))
         if not display:
             raise errors.no_name()
         out["DisplayName"] = display
@@ -655,6 +689,10 @@ class Company:
         if email is not None and ("@" not in email or "." not in email):
             # UNCONFIRMED code for a malformed address; QBO reports a validation error.
             raise errors.business("Email Address does not conform to the syntax rules.")
+
+    def _normalize_customer(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        self._person_name(out)
         operation = self._activation("Customer", out, existing, "DisplayName")
         parent = self._ref("Customer", out.get("ParentRef"), "ParentRef", needed=False)
         if parent is not None:
@@ -675,8 +713,41 @@ class Company:
         out.setdefault("Balance", 0.0)
         out.setdefault("BalanceWithJobs", out["Balance"])
         self._currency(out)
-        # Uniqueness is enforced across customers; the emulator has no vendors/employees.
         self._unique("Customer", "DisplayName", out["DisplayName"], existing and existing["Id"])
+        return out, operation
+
+    def _normalize_vendor(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        self._person_name(out)
+        # UNCONFIRMED default: Intuit's sample vendors all carry PrintOnCheckName, set to
+        # the DisplayName unless given.
+        out.setdefault("PrintOnCheckName", out["DisplayName"])
+        operation = self._activation("Vendor", out, existing, "DisplayName")
+        out.setdefault("Vendor1099", False)
+        out.setdefault("Balance", 0.0)
+        self._currency(out)
+        self._unique("Vendor", "DisplayName", out["DisplayName"], existing and existing["Id"])
+        return out, operation
+
+    def _normalize_employee(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        # Intuit's Employee page says GivenName and FamilyName are required; its create
+        # request asks for at least one of them. UNCONFIRMED: the emulator needs one (a
+        # DisplayName alone is refused), with QBO's required-parameter fault.
+        if not any(str(out.get(key) or "").strip() for key in ("GivenName", "FamilyName")):
+            raise errors.required(
+                "GivenName", "Required parameter GivenName or FamilyName is missing in the request"
+            )
+        self._person_name(out)
+        out.setdefault("PrintOnCheckName", out["DisplayName"])
+        for key in ("BirthDate", "HiredDate", "ReleasedDate"):
+            self._date(out.get(key), key)
+        if out.get("SSN"):
+            # QBO never answers an SSN in full (UNCONFIRMED mask: the last four digits kept).
+            out["SSN"] = "XXX-XX-" + re.sub(r"\D", "", str(out["SSN"]))[-4:]
+        out.setdefault("BillableTime", False)
+        operation = self._activation("Employee", out, existing, "DisplayName")
+        self._unique("Employee", "DisplayName", out["DisplayName"], existing and existing["Id"])
         return out, operation
 
     # -- Item -------------------------------------------------------------------------

@@ -145,7 +145,8 @@ class Emulator:
         company = build_company(realm_id, company_name=name, now=now)
         extras = build_extras(now=now)
         company["Item"] = [*company["Item"], *extras["Item"]]
-        company["ExchangeRate"] = extras["ExchangeRate"]
+        for key in ("ExchangeRate", "Vendor", "Employee"):
+            company[key] = extras[key]
         realm = Realm(realm_id, name)
         realm.load_company(company)
         return realm

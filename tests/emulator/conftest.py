@@ -69,6 +69,18 @@ class Qbo:
     def customer(self, **extra) -> dict:
         return self.create("Customer", {"DisplayName": unique("Customer"), **extra})
 
+    def vendor(self, **extra) -> dict:
+        return self.create("Vendor", {"DisplayName": unique("Vendor"), **extra})
+
+    def employee(self, **extra) -> dict:
+        body = {"GivenName": "Pat", "FamilyName": unique("Employee"), **extra}
+        return self.create("Employee", body)
+
+    def sparse(self, entity: str, obj: dict, **changes) -> dict:
+        """A sparse update of ``obj`` from its current SyncToken."""
+        body = {"Id": obj["Id"], "SyncToken": obj["SyncToken"], "sparse": True, **changes}
+        return self.create(entity, body)
+
     def service_item(self, **extra) -> dict:
         income = self.find("Account", AccountType="Income", Active=True)
         body = {

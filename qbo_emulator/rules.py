@@ -236,8 +236,9 @@ class Company:
         self.realm = realm
         self.clock = clock
         self.user = user
-        # (entity, Id, operation, LastUpdated in UTC) for every change, in order.
-        self.events: list[tuple[str, str, str, str]] = []
+        # (entity, Id, operation, LastUpdated in UTC, merged-away Id or None) for every
+        # change, in order.
+        self.events: list[tuple[str, str, str, str, str | None]] = []
 
     # -- reads ------------------------------------------------------------------------
 
@@ -322,7 +323,7 @@ class Company:
             self._adjust_stock(existing.get("Line"), None)
         del self.realm.objects[entity][obj_id]
         self.realm.tombstones[entity][obj_id] = iso_seconds(ts)
-        self.events.append((entity, obj_id, "Delete", iso_utc(ts)))
+        self.events.append((entity, obj_id, "Delete", iso_utc(ts), None))
         if entity == "Payment":
             self._refresh_invoices(_linked_invoice_ids(existing), ts)
         else:
@@ -415,7 +416,7 @@ class Company:
 
     def _commit(self, entity: str, obj: dict, operation: str, ts: float) -> None:
         self.realm.objects[entity][obj["Id"]] = obj
-        self.events.append((entity, obj["Id"], operation, iso_utc(ts)))
+        self.events.append((entity, obj["Id"], operation, iso_utc(ts), None))
 
     def _after_write(self, entity: str, existing: dict | None, obj: dict, ts: float) -> None:
         if entity == "Payment":
@@ -512,7 +513,8 @@ class Company:
     def _unique(self, entity: str, key: str, value: str, own_id: str | None) -> None:
         # Case-insensitive and including inactive objects: QBO renames deactivated names
         # with " (deleted)" precisely so they stop clashing, which implies inactive names
-        # still count (qbo-api.md marks this UNCONFIRMED).
+        # still count (qbo-api.md marks this UNCONFIRMED). A merged-away customer is gone,
+        # so its name is free.
         holder = self._name_holder(entity, key, value, own_id)
         if holder is not None:
             raise errors.duplicate_name(entity, holder if entity in NAME_SPACE else None)
@@ -749,6 +751,63 @@ class Company:
         operation = self._activation("Employee", out, existing, "DisplayName")
         self._unique("Employee", "DisplayName", out["DisplayName"], existing and existing["Id"])
         return out, operation
+
+    # -- Customer merge ---------------------------------------------------------------
+
+    def merge_customer(self, from_id: str, into_id: str) -> dict:
+        """Merge customer ``from_id`` into ``into_id`` and return the survivor, as QBO's UI
+        does when a customer is renamed to another's DisplayName (qbo-api.md section 13).
+
+        The merged customer's invoices and payments move to the survivor, each with a new
+        SyncToken and LastUpdatedTime (so CDC reports them) and an Update event. The merged
+        customer is gone: a read is 610 and CDC reports it ``status: Deleted``. The survivor's
+        Balance is recomputed, and one ``Merge`` event names it, with the merged customer's
+        Id as ``deletedId``. UNCONFIRMED: the survivor gets a new SyncToken and
+        LastUpdatedTime too, so a client holding the old one gets 5010. Raises the faults of
+        ``_merge_pair``.
+        """
+        source, target = self._merge_pair(str(from_id), str(into_id))
+        ts = self.clock.time()
+        ref = {"value": target["Id"], "name": target["DisplayName"]}
+        for entity in ("Invoice", "Payment"):
+            for row in list(self.realm.objects[entity].values()):
+                if (row.get("CustomerRef") or {}).get("value") == source["Id"]:
+                    moved = {**copy.deepcopy(row), "CustomerRef": dict(ref)}
+                    self._stamp(moved, row, entity)
+                    self._commit(entity, moved, "Update", ts)
+        del self.realm.objects["Customer"][source["Id"]]
+        self.realm.tombstones["Customer"][source["Id"]] = iso_seconds(ts)
+        survivor = copy.deepcopy(target)
+        self._stamp(survivor, target, "Customer")
+        self.realm.objects["Customer"][target["Id"]] = survivor
+        self._refresh_customer_balance(target["Id"])
+        self.events.append(("Customer", target["Id"], "Merge", iso_utc(ts), source["Id"]))
+        return self.realm.get("Customer", target["Id"])
+
+    def _merge_pair(self, from_id: str, into_id: str) -> tuple[dict, dict]:
+        """The two customers of a merge, refused where QBO's UI refuses one.
+
+        Raises 2020 without an Id, 2500 for an unknown customer, 610 for an inactive one,
+        and 6000 for a customer merged into itself, one with sub-customers or two of
+        different currencies (UNCONFIRMED codes; the UI shows these as messages).
+        """
+        source = self._ref("Customer", {"value": from_id}, "from")
+        target = self._ref("Customer", {"value": into_id}, "into")
+        if source["Id"] == target["Id"]:
+            raise errors.business("A customer cannot be merged into itself.", "into")
+        if any(
+            (row.get("ParentRef") or {}).get("value") == source["Id"]
+            for row in self.realm.objects["Customer"].values()
+        ):
+            raise errors.business(
+                f"{source['DisplayName']} has sub-customers; move them before merging it.",
+                "from",
+            )
+        home = self._home_currency()
+        currencies = {(c.get("CurrencyRef") or {}).get("value") or home for c in (source, target)}
+        if len(currencies) > 1:
+            raise errors.business("Customers with different currencies cannot be merged.", "into")
+        return source, target
 
     # -- Item -------------------------------------------------------------------------
 

@@ -169,7 +169,7 @@ class Emulator:
     def company(self, realm: Realm) -> Company:
         return Company(realm, self.clock)
 
-    def publish(self, realm_id: str, events: list[tuple[str, str, str, str]]) -> None:
+    def publish(self, realm_id: str, events: list[tuple[str, str, str, str, str | None]]) -> None:
         """Send a batch of change events to the webhook dispatcher and note the change."""
         if not events:
             return
@@ -179,8 +179,10 @@ class Emulator:
         ):
             events.clear()
             return
-        for entity, obj_id, operation, updated in events:
-            self.dispatcher.notify(realm_id, entity, obj_id, operation, updated)
+        for entity, obj_id, operation, updated, deleted_id in events:
+            self.dispatcher.notify(
+                realm_id, entity, obj_id, operation, updated, deleted_id=deleted_id
+            )
         events.clear()
 
     # -- persistence ------------------------------------------------------------------

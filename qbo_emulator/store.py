@@ -52,7 +52,8 @@ class Realm:
         self.realm_id = realm_id
         self.company_name = company_name
         self.objects: dict[str, dict[str, dict]] = {name: {} for name in ENTITIES}
-        # Deleted transactions as CDC reports them: entity -> Id -> LastUpdatedTime text.
+        # Deleted transactions and merged-away names as CDC reports them:
+        # entity -> Id -> LastUpdatedTime text.
         self.tombstones: dict[str, dict[str, str]] = {name: {} for name in ENTITIES}
         self.next_ids: dict[str, int] = {}
         self.next_doc_number = 1001

@@ -262,6 +262,11 @@ class Binder:
         record.last_pulled_at = timezone.now()
         record.save()
 
+    def forget(self, record: SyncRecord) -> None:
+        """``record`` is no longer bound to its QuickBooks object (for this run's look-ups)."""
+        self._by_qbo.pop((record.object_type, record.qbo_id), None)
+        self._qbo_ids = {}
+
     def release_copy(self, record: SyncRecord, qbo_id: str) -> None:
         """A replay found that ``record``'s create made QuickBooks object ``qbo_id``: if an
         earlier pull bound that object to a portal copy (a sync before Ledgerlink held such

@@ -391,7 +391,9 @@ class Exporter(BatchWriter):
         for record, local, result in self.write_batch(to_create, adapter):
             name = adapter.label(local)
             if isinstance(result, Exception):
-                reason = describe(result, kind=kind, name=name)
+                reason = self._name_taken(kind, name, result) or describe(
+                    result, kind=kind, name=name
+                )
                 problems[local.pk] = (
                     f"The {kind} {name} could not be created in QuickBooks: {reason}"
                 )
@@ -401,6 +403,27 @@ class Exporter(BatchWriter):
                 self.log.event(record, "created", f"Created {kind} {name} in QuickBooks.")
                 self._settle_write(adapter, record, result)
         return problems
+
+    def _name_taken(self, kind: str, name: str, error: Exception) -> str:
+        """For a customer QuickBooks refused because its name is taken (6240): which list
+        holds the name, read once. Customers, vendors and employees share one set of names
+        (qbo-api.md section 13), so the clash is often with a vendor or an employee that the
+        customer look-up cannot see. "" when it is not that case or the list is not found."""
+        if kind != "customer" or str(getattr(error, "code", "")) != "6240":
+            return ""
+        for entity, label in (("Vendor", "vendor"), ("Employee", "employee")):
+            try:
+                found, _refused = self.ctx.backend.find_by_names(entity, "DisplayName", [name])
+            except QBOError:
+                return ""
+            if found:
+                return (
+                    f"The name {name} is already used by a {label} in QuickBooks: customers, "
+                    f"vendors and employees share one list of names there. Rename the customer "
+                    f"here (for example {name} (customer)), or the {label} in QuickBooks, "
+                    "then press Retry"
+                )
+        return ""
 
     def push_list(self, adapter: NameListAdapter) -> None:
         """Bind every active portal record of a name list (the items quick sync)."""

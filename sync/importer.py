@@ -366,7 +366,9 @@ class Importer(Component):
         if self.ctx.dry_run:
             return
         number, copy = record.qbo_doc_number, record.invoice
-        theirs = self.binder.get("invoice", holder.pk)
+        theirs = self.binder.get("invoice", holder.pk) or self.binder.invoice_records(
+            [holder.pk]
+        ).get(holder.pk)
         self.log.outcome.conflicts += 1
         if theirs is not None and theirs.qbo_id:
             details = (

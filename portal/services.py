@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from portal.history import change_unit
 from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate, User
 from portal.roles import SYNC_ADMINISTRATORS
 
@@ -20,10 +21,11 @@ def invoice_save_lines(*, invoice: Invoice, lines: list[dict]) -> Invoice:
 
     Each line's amount and the invoice's totals are computed, never taken from input.
     """
-    invoice.lines.all().delete()
-    for position, values in enumerate(lines, start=1):
-        InvoiceLine.objects.create(invoice=invoice, position=position, **values)
-    invoice.refresh_totals()
+    with change_unit():
+        invoice.lines.all().delete()
+        for position, values in enumerate(lines, start=1):
+            InvoiceLine.objects.create(invoice=invoice, position=position, **values)
+        invoice.refresh_totals()
     return invoice
 
 

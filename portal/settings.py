@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "django_q",
+    "simple_history",
+    "import_export",
     "portal.apps.PortalConfig",
     "integrations.apps.IntegrationsConfig",
     "sync.apps.SyncConfig",
@@ -62,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.StaffMFARequiredMiddleware",
+    # Changes staff make carry their name, and one request's changes read as one change.
+    "simple_history.middleware.HistoryRequestMiddleware",
+    "portal.middleware.change_unit_middleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -200,6 +205,12 @@ if config.bool("BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Admin: change history, CSV exports ------------------------------------------------------
+# The History page shows who changed what (portal.history); it never puts an old version back.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+# Lists export what they show as CSV to those who may view the records (export only).
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 # --- QuickBooks Online --------------------------------------------------------------------------
 QBO_ENVIRONMENT = config.choice(

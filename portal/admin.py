@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Prefetch, Subquery, Value
 from django.db.models.functions import Coalesce, Lower
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,7 +25,12 @@ from portal.admin_site import qbo_connection
 from portal.exports import InvoiceResource
 from portal.forms import InvoiceLineForm
 from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate, User
-from portal.selectors import HistoryEntry, record_history
+from portal.selectors import (
+    HistoryEntry,
+    invoice_number_next,
+    item_line_defaults,
+    record_history,
+)
 from sync import tasks
 from sync.models import SyncEvent, SyncRecord
 from sync.services import records_retry
@@ -185,6 +190,27 @@ class ItemAdmin(ChangeHistoryAdmin, SyncRecordsGoWithTheirObject, admin.ModelAdm
         ("taxable", "active"),
     ]
 
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/defaults/",
+                self.admin_site.admin_view(self.line_defaults_view),
+                name="{}_{}_defaults".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def line_defaults_view(self, request, object_id):
+        """What choosing the item fills into an invoice line, as JSON (the invoice form's
+        script asks for it); for those who may view items."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied("You may not view items.")
+        item = self.get_object(request, unquote(object_id))
+        if item is None:
+            raise Http404("No such item.")
+        return JsonResponse(item_line_defaults(item=item))
+
 
 @admin.register(TaxRate)
 class TaxRateAdmin(admin.ModelAdmin):
@@ -221,11 +247,13 @@ class InvoiceLineInline(admin.TabularInline):
 
     @admin.display(description="Kind")
     def line_kind(self, line: InvoiceLine) -> str:
+        # data-kind tells the totals script how the line counts (a discount subtracts).
         if line.pk is None or line.editable:
-            return line.get_kind_display()
+            return format_html('<span data-kind="{}">{}</span>', line.kind, line.get_kind_display())
         return format_html(
-            '{}<div class="ll-note">From QuickBooks, kept as it is there; '
-            "edit it in QuickBooks.</div>",
+            '<span data-kind="{}">{}</span><div class="ll-note">From QuickBooks, kept as it is '
+            "there; edit it in QuickBooks.</div>",
+            line.kind,
             line.get_kind_display(),
         )
 
@@ -253,18 +281,19 @@ class SyncStatusFilter(admin.SimpleListFilter):
 class InvoiceAdmin(
     ChangeHistoryAdmin, CsvExportAdmin, SyncRecordsGoWithTheirObject, admin.ModelAdmin
 ):
-    # The QuickBooks columns come early so they show without scrolling at laptop widths.
+    # The key columns (sync status, QuickBooks no., status, total) come first, so they show
+    # without scrolling at 1280 px beside the filters; the rest scroll sideways after them.
     list_display = [
         "number",
         "customer",
         "qbo_sync_status",
-        "qbo_sync_details",
         "qbo_number",
-        "qbo_link",
         "status",
+        "total",
+        "qbo_sync_details",
+        "qbo_link",
         "issue_date",
         "due_date",
-        "total",
         "currency",
     ]
     list_filter = [SyncStatusFilter, "status", "issue_date", "currency"]
@@ -309,6 +338,22 @@ class InvoiceAdmin(
                 )
             )
         return entries
+
+    class Media:
+        # Fills a line from its item and updates amounts and totals as staff type.
+        js = ["portal/invoice_form.js"]
+
+    def get_changeform_initial_data(self, request):
+        return {"number": invoice_number_next(), **super().get_changeform_initial_data(request)}
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and "number" in form.base_fields:
+            form.base_fields["number"].help_text = (
+                "Suggested: the next number after the highest one ending in digits "
+                "(INV-1006 is followed by INV-1007). Change it if needed."
+            )
+        return form
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -464,6 +509,14 @@ class InvoiceAdmin(
         ]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["invoice_form_config"] = {
+            # The item's URL with 0 for its id; the script puts the chosen item's id in.
+            "itemDefaultsUrl": reverse("admin:portal_item_defaults", args=[0]),
+            "taxRates": {
+                str(pk): f"{percent:f}"
+                for pk, percent in TaxRate.objects.values_list("pk", "percent")
+            },
+        }
         if obj is not None and obj.pk:
             connection = qbo_connection(request)
             record = self.qbo_record(obj)

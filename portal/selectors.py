@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -45,6 +46,7 @@ class Change:
     label: str
     old: str
     new: str
+    kind: str = "changed"  # changed, set (was empty), cleared (now empty), added, removed
 
 
 @dataclass
@@ -142,7 +144,7 @@ class _Replay:
                         when=first.history_date,
                         by=first.history_source
                         or (user.get_full_name() or user.get_username() if user else "")
-                        or "Unknown (not through the portal)",
+                        or "Unknown (made outside the portal)",
                         by_person=user is not None and not first.history_source,
                         action=action,
                         changes=changes,
@@ -160,11 +162,14 @@ class _Replay:
             f.name: f"{prefix} {f.verbose_name}" if prefix else capfirst(f.verbose_name)
             for f in fields
         }
-        return [
-            Change(labels[name], old.get(name, ""), value)
-            for name, value in new.items()
-            if value != old.get(name, "") and (before is not None or value)
-        ]
+        changes = []
+        for name, value in new.items():
+            was = old.get(name, "")
+            if value == was or (before is None and not value):
+                continue
+            kind = "changed" if was and value else "set" if value else "cleared"
+            changes.append(Change(labels[name], was, value, kind))
+        return changes
 
     def _line_text(self, row) -> str:
         values = self._values(row, self.line_fields)
@@ -187,14 +192,17 @@ class _Replay:
                 match = next((r for r in left.values() if r.position == row.position), None)
             label = f"Line {row.position}"
             if match is None:
-                changes.append((row.position, Change(f"{label} added", "", self._line_text(row))))
+                changes.append(
+                    (row.position, Change(f"{label} added", "", self._line_text(row), "added"))
+                )
                 continue
             left.pop(match.id)
             for change in self._diff(match, row, self.line_fields, label):
                 changes.append((row.position, change))
         for row in left.values():
+            text = self._line_text(row)
             changes.append(
-                (row.position, Change(f"Line {row.position} removed", self._line_text(row), ""))
+                (row.position, Change(f"Line {row.position} removed", text, "", "removed"))
             )
         return [change for _, change in sorted(changes, key=lambda pair: pair[0])]
 
@@ -211,3 +219,64 @@ def record_history(*, obj, lines: str | None = None) -> list[HistoryEntry]:
         fk = model._meta.get_field(lines).field.attname
         line_rows = list(line_model.history.filter(**{fk: obj.pk}).select_related("history_user"))
     return _Replay(model, rows, line_rows).entries()
+
+
+# --- Invoice entry ----------------------------------------------------------------------------
+
+TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
+FIRST_INVOICE_NUMBER = "INV-1001"
+
+
+def invoice_number_next() -> str:
+    """The number suggested for a new invoice.
+
+    The rule: among the invoice numbers that end in digits, the one whose trailing number is
+    highest (compared as a number, whatever comes before it; the newest invoice on a tie)
+    gives the next one: the same prefix, the number plus one, zero-padded to the same width
+    (INV-1006 -> INV-1007, A-0099 -> A-0100). With no such invoice, ``FIRST_INVOICE_NUMBER``.
+    """
+    from portal.models import Invoice
+
+    best: tuple[int, int, str, int] | None = None  # (number, id, prefix, width)
+    for pk, number in Invoice.objects.values_list("pk", "number").iterator():
+        match = TRAILING_DIGITS.match(number.strip())
+        if match is None:
+            continue
+        prefix, digits = match.groups()
+        candidate = (int(digits), pk, prefix, len(digits))
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    if best is None:
+        return FIRST_INVOICE_NUMBER
+    value, _, prefix, width = best
+    # Never taken: it would end in a higher number than the highest.
+    return f"{prefix}{value + 1:0{width}d}"
+
+
+def item_line_defaults(*, item) -> dict:
+    """What choosing ``item`` fills into an invoice line: its sales price and description,
+    and a tax rate. A non-taxable item has none. A taxable one takes the rate of the latest
+    line it was invoiced on; never invoiced with a rate, the only active tax rate if there is
+    exactly one; otherwise None (the line keeps the rate staff chose)."""
+    from portal.models import InvoiceLine, TaxRate
+
+    rate_id = None
+    if item.taxable:
+        rate_id = (
+            InvoiceLine.objects.filter(item=item, tax_rate__isnull=False, tax_rate__active=True)
+            .order_by("-invoice__issue_date", "-pk")
+            .values_list("tax_rate_id", flat=True)
+            .first()
+        )
+        if rate_id is None:
+            active = list(TaxRate.objects.filter(active=True).values_list("pk", flat=True)[:2])
+            rate_id = active[0] if len(active) == 1 else None
+    return {
+        "id": item.pk,
+        "name": item.name,
+        "unit_price": f"{item.sales_price.normalize():f}",
+        "description": item.description,
+        "taxable": item.taxable,
+        "tax_rate": rate_id,
+        "active": item.active,
+    }

@@ -243,3 +243,33 @@ def test_what_a_push_takes_from_quickbooks_answer_is_listed_as_the_push(
     rows = entries(history_page(client, invoice))
     taken = next(row for row in rows if f"QuickBooks sync (push, run {run.pk}) Changed" in row)
     assert f"Due date: {invoice.due_date.isoformat()} (was empty)" in taken
+
+
+def test_a_line_removed_in_the_admin_is_listed_with_what_it_held(
+    client, user_factory, staff_invoice
+):
+    from portal.services import invoice_save_lines
+
+    invoice = Invoice.objects.create(number="INV-13", customer=staff_invoice["customer"])
+    item = staff_invoice["item"]
+    invoice_save_lines(
+        invoice=invoice,
+        lines=[
+            {"item": item, "quantity": Decimal(1), "unit_price": Decimal(150)},
+            {"item": item, "quantity": Decimal(2), "unit_price": Decimal(150)},
+        ],
+    )
+    client.force_login(user_factory(role=BILLING_STAFF, username="kim"))
+    response = client.post(
+        reverse("admin:portal_invoice_change", args=[invoice.pk]),
+        _invoice_form(invoice, **{"lines-1-DELETE": "on"}),
+    )
+    assert response.status_code == 302, response.content
+
+    removed = entries(history_page(client, invoice))[0]
+    assert " kim Changed " in f" {removed} "
+    assert "Line 2 removed: Item Consulting hour; Quantity 2; Unit price 150; Amount 300.00" in (
+        removed
+    )
+    assert "Total: 450.00 -> 150.00" in removed
+    assert "Line 1" not in removed

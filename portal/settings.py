@@ -206,6 +206,9 @@ if config.bool("BEHIND_PROXY", False):
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# The `demo` login's password, kept across `make demo` starts (load_demo_data); demo only.
+DEMO_PASSWORD = config.str("DEMO_PASSWORD", "")
+
 # --- Admin: change history, CSV exports ------------------------------------------------------
 # The History page shows who changed what (portal.history); it never puts an old version back.
 SIMPLE_HISTORY_REVERT_DISABLED = True

@@ -255,11 +255,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Refusals the portal means (403, 400) in one line; unexpected errors with a traceback.
+    "filters": {"expected_refusals": {"()": "portal.logfilters.ExpectedRefusals"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["expected_refusals"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     # The app's loggers hand records to the root's handler (so test capture sees them too).
     "loggers": {
-        name: {"level": LOG_LEVEL}
-        for name in ("portal", "integrations", "sync", "qbo_emulator.webhooks")
+        **{
+            name: {"level": LOG_LEVEL}
+            for name in ("portal", "integrations", "sync", "qbo_emulator.webhooks")
+        },
+        # Filtered where they are logged too, so every handler gets them in one line.
+        "django.request": {"filters": ["expected_refusals"]},
     },
 }

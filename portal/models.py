@@ -12,8 +12,10 @@ from django.core.validators import MinValueValidator, validate_email
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from portal.changes import InvoiceLineQuerySet, InvoiceQuerySet, bump, stamping
+from portal.history import HistoryFields, update_with_history
 from portal.money import ZERO, round_money
 
 
@@ -62,6 +64,13 @@ class User(AbstractUser):
         self.email = type(self).objects.normalize_email(self.email)
 
 
+def change_history(**options) -> HistoricalRecords:
+    """Change history for a portal record (``portal.history``): who or what changed which
+    field, and when. The timestamps are left out: each row has its own date."""
+    options["excluded_fields"] = ["created_at", "updated_at", *options.get("excluded_fields", [])]
+    return HistoricalRecords(bases=[HistoryFields], **options)
+
+
 class TimestampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -93,6 +102,8 @@ class Customer(TimestampedModel):
         help_text="For a sub-customer or project in QuickBooks, the customer it belongs to "
         "(set in QuickBooks).",
     )
+
+    history = change_history()
 
     class Meta:
         ordering = [Lower("display_name")]
@@ -134,6 +145,8 @@ class Item(TimestampedModel):
     )
     taxable = models.BooleanField(default=True)
     active = models.BooleanField(default=True)
+
+    history = change_history()
 
     class Meta:
         ordering = ["name"]
@@ -213,6 +226,8 @@ class Invoice(TimestampedModel):
     version = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = InvoiceQuerySet.as_manager()
+    # The version only counts changes (``portal.changes``); the history shows the changes.
+    history = change_history(excluded_fields=["version"])
 
     class Meta:
         ordering = ["-issue_date", "-number"]
@@ -286,10 +301,8 @@ class Invoice(TimestampedModel):
     def refresh_totals(self) -> None:
         """Recompute and store subtotal, tax and total from the saved lines."""
         lines = self.lines.select_related("tax_rate")
-        self.subtotal, self.tax_total, self.total = self.compute_totals(lines)
-        Invoice.objects.filter(pk=self.pk).update(
-            subtotal=self.subtotal, tax_total=self.tax_total, total=self.total
-        )
+        subtotal, tax_total, total = self.compute_totals(lines)
+        update_with_history(self, subtotal=subtotal, tax_total=tax_total, total=total)
 
 
 class InvoiceLine(models.Model):
@@ -331,6 +344,8 @@ class InvoiceLine(models.Model):
     qbo_detail = models.JSONField(null=True, blank=True, editable=False)
 
     objects = InvoiceLineQuerySet.as_manager()
+    # QuickBooks' copy of the line (qbo_detail) is bookkeeping, not a change anyone made.
+    history = change_history(excluded_fields=["qbo_detail"])
 
     class Meta:
         ordering = ["position", "id"]

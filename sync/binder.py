@@ -16,6 +16,7 @@ from django.utils import timezone
 from integrations.models import Connection
 from integrations.quickbooks.backend import object_id, sync_token
 from integrations.quickbooks.errors import error_fields
+from portal.history import update_with_history
 from portal.models import Invoice
 from portal.money import round_money
 from sync.models import SyncRecord
@@ -287,7 +288,7 @@ class Binder:
             "void and is not sent; it can be deleted."
         )
         if copy.invoice_id is not None:
-            Invoice.objects.filter(pk=copy.invoice_id).update(status=Invoice.Status.VOID)
+            update_with_history(copy.invoice, status=Invoice.Status.VOID)
         copy.qbo_id = ""
         copy.sync_token = ""
         copy.status = S.SKIPPED

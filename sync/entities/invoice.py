@@ -260,7 +260,7 @@ class InvoiceAdapter(EntityAdapter):
             changed[name] = parse_date(value) if name.endswith("_date") else value
             setattr(invoice, name, changed[name])
         if changed:
-            Invoice.objects.filter(pk=invoice.pk).update(**changed)
+            self.local.save_after_push(invoice, changed)
         return {**theirs, **sent, **absorbed}
 
     def flush(self) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0006_customer_parent'),
+        ('portal', '0007_change_history'),
     ]
 
     operations = [

@@ -292,8 +292,7 @@ class Company:
         if entity == "Invoice":
             self._unlink_payments(obj_id, ts)
             self._adjust_stock(existing.get("Line"), None)
-        del self.realm.objects[entity][obj_id]
-        self.realm.tombstones[entity][obj_id] = iso_seconds(ts)
+        self.realm.remove(entity, obj_id, iso_seconds(ts))
         self.events.append((entity, obj_id, "Delete", iso_utc(ts)))
         if entity == "Payment":
             self._refresh_invoices(_linked_invoice_ids(existing), ts)
@@ -386,7 +385,7 @@ class Company:
         return ts
 
     def _commit(self, entity: str, obj: dict, operation: str, ts: float) -> None:
-        self.realm.objects[entity][obj["Id"]] = obj
+        self.realm.put(entity, obj)
         self.events.append((entity, obj["Id"], operation, iso_utc(ts)))
 
     def _after_write(self, entity: str, existing: dict | None, obj: dict, ts: float) -> None:
@@ -465,6 +464,8 @@ class Company:
         return None
 
     def _name_taken(self, entity: str, key: str, value: str, own_id: str | None) -> bool:
+        if self.realm.is_name_indexed(entity, key):
+            return bool(self.realm.ids_named(entity, key, value) - {own_id})
         wanted = value.strip().casefold()
         return any(
             row["Id"] != own_id and str(row.get(key, "")).strip().casefold() == wanted
@@ -1160,14 +1161,15 @@ class Company:
         prefs = self.realm.singleton("Preferences")
         custom = bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers"))
         doc = out.get("DocNumber")
-        used = {
-            str(row.get("DocNumber")): row["Id"]
-            for row in self.realm.objects["Invoice"].values()
-            if row.get("DocNumber") and (existing is None or row["Id"] != existing["Id"])
-        }
+        own_id = existing["Id"] if existing is not None else None
+
+        def used_by(number: str) -> list[str]:
+            ids = self.realm.invoices_numbered(number) - {own_id}
+            return sorted(ids, key=lambda i: int(i) if i.isdigit() else 0)
+
         if doc == "AUTO_GENERATE" or (doc in (None, "") and existing is None and not custom):
             number = self.realm.next_doc_number
-            while str(number) in used:
+            while used_by(str(number)):
                 number += 1
             self.realm.next_doc_number = number + 1
             out["DocNumber"] = str(number)
@@ -1179,8 +1181,9 @@ class Company:
         out["DocNumber"] = doc
         if len(doc) > 21:
             raise errors.length("DocNumber", 21, len(doc))
-        if doc in used and "allowduplicatedocnum" not in include:
-            raise errors.duplicate_doc_number(doc, "Invoice", used[doc])
+        taken = used_by(doc)
+        if taken and "allowduplicatedocnum" not in include:
+            raise errors.duplicate_doc_number(doc, "Invoice", taken[-1])
         if doc.isdigit() and int(doc) >= self.realm.next_doc_number:
             self.realm.next_doc_number = int(doc) + 1
 
@@ -1281,7 +1284,7 @@ class Company:
 
     def _applied(self, invoice_id: str, exclude_payment: str | None = None) -> Decimal:
         total = Decimal(0)
-        for payment in self.realm.objects["Payment"].values():
+        for payment in self.realm.payments_of(invoice_id):
             if payment["Id"] == exclude_payment:
                 continue
             for line in payment.get("Line", []):
@@ -1294,8 +1297,7 @@ class Company:
         # UNCONFIRMED: an invoice lists its payments as LinkedTxn with TxnType "Payment".
         return [
             {"TxnId": payment["Id"], "TxnType": "Payment"}
-            for payment in self.realm.objects["Payment"].values()
-            if invoice_id in _linked_invoice_ids(payment)
+            for payment in self.realm.payments_of(invoice_id)
         ]
 
     def _refresh_invoices(self, invoice_ids: set[str], ts: float) -> None:
@@ -1328,9 +1330,7 @@ class Company:
     def _unlink_payments(self, invoice_id: str, ts: float) -> None:
         """Detach payments from an invoice being voided or deleted; the money becomes
         unapplied credit on the payment, as QBO's UI warns it will."""
-        for payment in list(self.realm.objects["Payment"].values()):
-            if invoice_id not in _linked_invoice_ids(payment):
-                continue
+        for payment in self.realm.payments_of(invoice_id):
             updated = copy.deepcopy(payment)
             updated["Line"] = [
                 line
@@ -1348,19 +1348,12 @@ class Company:
         customer = self.realm.get("Customer", customer_id) if customer_id else None
         if customer is None:
             return
-        balance = sum(
-            (
-                money(row.get("Balance", 0))
-                for row in self.realm.objects["Invoice"].values()
-                if row.get("CustomerRef", {}).get("value") == customer_id
-            ),
-            Decimal(0),
-        )
+        balance = self.realm.customer_invoice_balance(customer_id)
         if money(customer.get("Balance", 0)) != balance:
             updated = dict(customer)
             updated["Balance"] = wire_number(balance)
             updated["BalanceWithJobs"] = wire_number(balance)
-            self.realm.objects["Customer"][customer_id] = updated
+            self.realm.put("Customer", updated)
 
     def _adjust_stock(self, old_lines: list | None, new_lines: list | None) -> None:
         """Move QtyOnHand of inventory items by what an invoice change sold or gave back.
@@ -1381,7 +1374,7 @@ class Company:
             updated = dict(item)
             qty = money(item.get("QtyOnHand", 0)) + change
             updated["QtyOnHand"] = int(qty) if qty == int(qty) else float(qty)
-            self.realm.objects["Item"][item_id] = updated
+            self.realm.put("Item", updated)
 
 
 def _linked_invoice_ids(payment: dict | None) -> set[str]:

@@ -8,7 +8,8 @@ The engine names entities ("Invoice", "Customer") and never builds a query, a ba
   repeated ``requestid`` with the first answer instead of writing again); past the company's
   batch budget (40 a minute, section 6) the same writes go one request each, each with a
   ``requestid`` a later run can reuse just as well;
-- name look-ups as batched queries, quoted as QuickBooks' query language requires;
+- name look-ups as ``IN (...)`` queries, as few as the query language allows, quoted as it
+  requires;
 - the change feed (CDC, at most 30 days back, section 4) and the full read that replaces it;
 - counting the API calls a run makes.
 
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
-from integrations.quickbooks.client import BATCH_MAX_ITEMS, QBOClient, quote
+from integrations.quickbooks.client import BATCH_MAX_ITEMS, QUERY_MAX_RESULTS, QBOClient, quote
 from integrations.quickbooks.errors import (
     AuthorizationError,
     ConnectionFailedError,
@@ -32,6 +33,13 @@ from integrations.quickbooks.errors import (
 # Ids per ``Id IN (...)`` query when reading known objects (QBO's IN list has no documented
 # limit; 100 keeps each statement short. UNCONFIRMED, chosen conservatively).
 READ_IDS_CHUNK = 100
+# Names per ``Name IN (...)`` look-up: as many as Ids above, and the quoted names at most this
+# many characters, so the statement stays a short URL (QBO's URL limit is UNCONFIRMED).
+NAMES_PER_QUERY = 100
+NAMES_QUERY_CHARS = 3000
+# Look-up statements per batch request: QBO answers at most 1,000 objects per batch
+# (qbo-api.md section 5), and ten statements of at most 100 names each stay under it.
+LOOKUPS_PER_BATCH = 10
 # QBO's CDC looks back at most 30 days (qbo-api.md section 4); a cursor older than this (less
 # a margin for clock skew) means a full read instead.
 CDC_LOOKBACK = timedelta(days=30)
@@ -150,6 +158,22 @@ def _request_level(error: QBOError) -> bool:
     the connection (throttled, unavailable, unanswered, refused access): the requests after it
     would meet the same."""
     return error.retryable or isinstance(error, AuthorizationError | ReconnectRequired)
+
+
+def _name_chunks(names: list[str]) -> Iterator[list[str]]:
+    """``names`` in slices of at most ``NAMES_PER_QUERY`` whose quoted text stays within
+    ``NAMES_QUERY_CHARS`` (a longer name goes alone)."""
+    chunk: list[str] = []
+    size = 0
+    for name in names:
+        length = len(quote(name)) + 2
+        if chunk and (len(chunk) == NAMES_PER_QUERY or size + length > NAMES_QUERY_CHARS):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(name)
+        size += length
+    if chunk:
+        yield chunk
 
 
 class QuickBooksBackend:
@@ -274,28 +298,69 @@ class QuickBooksBackend:
 
         Returns ``(found, refused)``: the objects found and, for each look-up QuickBooks
         refused (its query language refuses some characters, qbo-api.md section 3), its
-        fault; both keyed by ``name_key``. One query per name, in batches of 30, so one
-        refused name never hides the others. Raises ``QBOError`` when a whole batch fails.
+        fault; both keyed by ``name_key``. Names are asked for ``IN (...)`` up to 100 at a
+        time, up to ten such queries in one batch request (one request each when the batch
+        budget is used up); a query QuickBooks refuses is asked again one name at a time, so
+        one refused name never hides the others. Raises ``QBOError`` when a whole request
+        fails.
         """
         keys = {name_key(name): name.strip() for name in names}
-        ordered = sorted(keys)
-        statements = [
-            {"query": f"SELECT * FROM {entity} WHERE {name_field} = {quote(keys[key])}"}
-            for key in ordered
-        ]
         found: dict[str, dict] = {}
         refused: dict[str, QBOError] = {}
-        for start in range(0, len(ordered), BATCH_MAX_ITEMS):
-            chunk = statements[start : start + BATCH_MAX_ITEMS]
-            keys = ordered[start : start + BATCH_MAX_ITEMS]
-            for key, result in zip(keys, self.client.batch(chunk), strict=True):
-                if isinstance(result, QBOError):
-                    refused[key] = result
-                    continue
-                for obj in result.get(entity) or []:
-                    if name_key(obj.get(name_field, "")) == key:
-                        found[key] = obj
+        groups = list(_name_chunks([keys[key] for key in sorted(keys)]))
+        wheres = [
+            f"{name_field} IN ({', '.join(quote(name) for name in group)})" for group in groups
+        ]
+        statements = [
+            f"SELECT * FROM {entity} WHERE {where} MAXRESULTS {QUERY_MAX_RESULTS}"
+            for where in wheres
+        ]
+        answers = self._queries(statements, per_batch=LOOKUPS_PER_BATCH)
+        for group, where, answer in zip(groups, wheres, answers, strict=True):
+            wanted = {name_key(name) for name in group}
+            if isinstance(answer, QBOError):
+                one_by_one = [
+                    f"SELECT * FROM {entity} WHERE {name_field} = {quote(name)}" for name in group
+                ]
+                for name, result in zip(
+                    group, self._queries(one_by_one, per_batch=BATCH_MAX_ITEMS), strict=True
+                ):
+                    if isinstance(result, QBOError):
+                        refused[name_key(name)] = result
+                    else:
+                        self._match(result.get(entity) or [], name_field, wanted, found)
+                continue
+            rows = answer.get(entity) or []
+            if len(rows) >= QUERY_MAX_RESULTS:  # a full page: read the rest
+                rows = list(self.client.query_all(entity, where))
+            self._match(rows, name_field, wanted, found)
         return found, refused
+
+    @staticmethod
+    def _match(rows: list[dict], name_field: str, wanted: set[str], found: dict) -> None:
+        for obj in rows:
+            key = name_key(obj.get(name_field, ""))
+            if key in wanted:
+                found[key] = obj
+
+    def _queries(self, statements: list[str], *, per_batch: int) -> list[dict | QBOError]:
+        """Run query statements, ``per_batch`` to a batch request while the batch budget has
+        room, else one request each. Returns one ``QueryResponse`` or fault per statement, in
+        order; raises ``QBOError`` when a whole request fails."""
+        results: list[dict | QBOError] = []
+        for group in chunks(statements, per_batch):
+            if len(group) > 1 and self._batch_free():
+                items = [{"query": statement} for statement in group]
+                results += self.client.batch(items, reserved=True)
+                continue
+            for statement in group:
+                try:
+                    results.append(self.client.query(statement))
+                except QBOError as exc:
+                    if _request_level(exc):
+                        raise
+                    results.append(exc)
+        return results
 
     # --- writes ------------------------------------------------------------------------
 

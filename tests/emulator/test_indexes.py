@@ -164,6 +164,25 @@ def test_queries_through_the_indexes_answer_as_a_full_scan(make_emulator, statem
     assert qbo.query(statement) == json.loads(json.dumps(scanned))
 
 
+def test_a_name_in_a_list_matches_as_the_same_name_alone_does(qbo):
+    """``IN`` compares each name as ``=`` does: ignoring case, quotes escaped as QBO wants."""
+    names = ["AMY\\'S BIRD SANCTUARY", "dylan sollfrank", "Nobody Here"]
+    alone = [
+        row["Id"]
+        for name in names
+        for row in qbo.query(f"SELECT * FROM Customer WHERE DisplayName = '{name}'").get(
+            "Customer", []
+        )
+    ]
+    listed = ", ".join(f"'{name}'" for name in names)
+    together = qbo.query(f"SELECT * FROM Customer WHERE DisplayName IN ({listed})")
+
+    assert len(alone) == 2
+    assert sorted(row["Id"] for row in together["Customer"]) == sorted(alone)
+    items = qbo.query("SELECT * FROM Item WHERE Name IN ('hours', 'DESIGN')")["Item"]
+    assert sorted(row["Name"] for row in items) == ["Design", "Hours"]
+
+
 def test_indexes_are_rebuilt_from_the_state_file(qbo):
     customer = qbo.customer()
     qbo.invoice(customer, DocNumber="IDX-STATE")

@@ -1,9 +1,10 @@
 """Every QuickBooks limit in one limiter per company, and what the client and the backend do
 with it: batch tickets, single requests past the batch budget with replayable requestids,
-and every request counted."""
+name look-ups as few queries as the query language allows, and every request counted."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import uuid
@@ -327,3 +328,107 @@ def test_one_request_each_a_writes_own_fault_does_not_stop_the_others(make_clien
 
     assert isinstance(results[0], QBOError) and results[0].code == "6140"
     assert results[1]["Id"] == "2"
+
+
+# --- the backend: name look-ups ------------------------------------------------------------
+
+
+def _query_answer(entity: str, names: list[str]) -> dict:
+    rows = [{"Id": str(n), "DisplayName": name} for n, name in enumerate(names, 1)]
+    return {"QueryResponse": {entity: rows} if rows else {}}
+
+
+@responses.activate
+def test_names_are_looked_up_with_one_in_query(make_client):
+    names = ["Amy's Bird Sanctuary", "back\\slash", " Dylan Sollfrank ", "Nobody"]
+    responses.get(
+        f"{API}/query",
+        json=_query_answer("Customer", ["amy's bird sanctuary", "Dylan Sollfrank", "Other"]),
+    )
+    backend = QuickBooksBackend(make_client())
+
+    found, refused = backend.find_by_names("Customer", "DisplayName", names)
+
+    assert len(responses.calls) == backend.api_calls == 1
+    assert params(responses.calls[0])["query"] == (
+        "SELECT * FROM Customer WHERE DisplayName IN ('Amy\\'s Bird Sanctuary', "
+        "'back\\\\slash', 'Dylan Sollfrank', 'Nobody') MAXRESULTS 1000"
+    )
+    assert set(found) == {"amy's bird sanctuary", "dylan sollfrank"}
+    assert refused == {}
+
+
+@responses.activate
+def test_many_names_go_as_in_queries_in_one_batch(make_client):
+    names = [f"Customer {n:03}" for n in range(250)]
+    responses.post(
+        f"{API}/batch",
+        json={
+            "BatchItemResponse": [
+                {
+                    "bId": f"bid{n}",
+                    "QueryResponse": {"Customer": [{"DisplayName": names[n * 100]}]},
+                }
+                for n in range(3)
+            ]
+        },
+    )
+    backend = QuickBooksBackend(make_client())
+
+    found, _refused = backend.find_by_names("Customer", "DisplayName", names)
+
+    assert backend.api_calls == 1
+    batch = json.loads(responses.calls[0].request.body)["BatchItemRequest"]
+    statements = [item["Query"] for item in batch]
+    assert [s.count("'Customer ") for s in statements] == [100, 100, 50]
+    assert set(found) == {"customer 000", "customer 100", "customer 200"}
+
+
+@responses.activate
+def test_without_a_free_batch_each_in_query_is_its_own_request(make_client):
+    names = [f"Customer {n:03}" for n in range(150)]
+    responses.get(f"{API}/query", json=_query_answer("Customer", names[:1]))
+    responses.get(f"{API}/query", json=_query_answer("Customer", names[149:]))
+    backend = QuickBooksBackend(_no_batch_left(make_client))
+
+    found, _refused = backend.find_by_names("Customer", "DisplayName", names)
+
+    assert [call.request.method for call in responses.calls] == ["GET", "GET"]
+    assert set(found) == {"customer 000", "customer 149"}
+
+
+@responses.activate
+def test_a_refused_in_query_is_asked_again_one_name_at_a_time(make_client):
+    responses.get(f"{API}/query", status=400, json=fault("4000", "Error parsing query"))
+    responses.post(
+        f"{API}/batch",
+        json={
+            "BatchItemResponse": [
+                {"bId": "bid0", "QueryResponse": {"Customer": [{"DisplayName": "Bayside"}]}},
+                {"bId": "bid1", "Fault": fault("4000", "Error parsing query")["Fault"]},
+                {"bId": "bid2", "QueryResponse": {}},
+            ]
+        },
+    )
+    backend = QuickBooksBackend(make_client())
+
+    found, refused = backend.find_by_names("Customer", "DisplayName", ["Bayside", "Odd", "Zed"])
+
+    assert set(found) == {"bayside"}
+    assert set(refused) == {"odd"} and refused["odd"].code == "4000"
+    batch = json.loads(responses.calls[1].request.body)["BatchItemRequest"]
+    assert [item["Query"] for item in batch] == [
+        "SELECT * FROM Customer WHERE DisplayName = 'Bayside'",
+        "SELECT * FROM Customer WHERE DisplayName = 'Odd'",
+        "SELECT * FROM Customer WHERE DisplayName = 'Zed'",
+    ]
+    assert backend.api_calls == 2
+
+
+@responses.activate
+def test_a_look_up_quickbooks_cannot_answer_now_raises(make_client):
+    responses.get(f"{API}/query", status=503, body="")
+    backend = QuickBooksBackend(make_client(max_retries=0))
+
+    with pytest.raises(QBOError):
+        backend.find_by_names("Customer", "DisplayName", ["Bayside"])

@@ -34,7 +34,9 @@ from integrations.quickbooks.errors import (
 # limit; 100 keeps each statement short. UNCONFIRMED, chosen conservatively).
 READ_IDS_CHUNK = 100
 # Names per ``Name IN (...)`` look-up: as many as Ids above, and the quoted names at most this
-# many characters, so the statement stays a short URL (QBO's URL limit is UNCONFIRMED).
+# many characters, so the statement stays a short URL (QBO's URL limit is UNCONFIRMED). IN is
+# documented for Id; on DisplayName and Name it is UNCONFIRMED (qbo-api.md section 3), so a
+# refused IN query is asked again one name at a time.
 NAMES_PER_QUERY = 100
 NAMES_QUERY_CHARS = 3000
 # Look-up statements per batch request: QBO answers at most 1,000 objects per batch

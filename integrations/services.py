@@ -413,8 +413,9 @@ def connection_client(*, connection: Connection, **kwargs) -> QBOClient:
         return token
 
     kwargs.setdefault("environment", connection.environment)
-    # Every worker process shares one budget per company, kept in Django's cache (Redis in
-    # production), so together they stay under QuickBooks' per-minute and concurrency limits.
+    # Every worker process shares one set of budgets per company, kept in Django's cache
+    # (Redis in production), so together they stay under QuickBooks' limits: requests a
+    # minute, requests at once and batch requests a minute.
     kwargs.setdefault("limiter", RealmLimiter(connection.realm_id))
     return QBOClient(
         realm_id=connection.realm_id,

@@ -41,7 +41,9 @@ __all__ = [
     "Condition",
     "Query",
     "QueryError",
+    "equality_lookup",
     "execute",
+    "id_lookup",
     "parse",
 ]
 
@@ -460,6 +462,50 @@ def parse(statement: str) -> Query:
     or a STARTPOSITION/MAXRESULTS out of range.
     """
     return _Parser(_tokenize(statement)).query()
+
+
+# --- Index look-ups ---------------------------------------------------------------------------
+
+
+def equality_lookup(query: Query, fields: Iterable[str]) -> tuple[str, list[str]] | None:
+    """The first ``field = 'text'`` or ``field IN ('text', ...)`` condition of ``query`` on
+    one of ``fields``, as (that field as listed, its literals), when every literal compares
+    as text (not as a number, a date or a boolean): ``execute`` then matches only rows whose
+    field equals one of the literals ignoring case, so a store may hand it just those rows
+    from an index. None when there is no such condition.
+    """
+    by_folded = {name.casefold(): name for name in fields}
+    for condition in query.conditions:
+        name = by_folded.get(condition.field.casefold())
+        if name is None or condition.op not in ("=", "IN"):
+            continue
+        literals = condition.value if condition.op == "IN" else (condition.value,)
+        if all(_compares_as_text(literal) for literal in literals):
+            return name, [str(literal) for literal in literals]
+    return None
+
+
+def id_lookup(query: Query) -> list[str] | None:
+    """The Ids an ``Id = n`` or ``Id IN (...)`` condition of ``query`` names, written as the
+    store writes Ids (whole numbers without leading zeros), when every literal is a whole
+    number; None otherwise."""
+    for condition in query.conditions:
+        if condition.field.casefold() != "id" or condition.op not in ("=", "IN"):
+            continue
+        literals = condition.value if condition.op == "IN" else (condition.value,)
+        numbers = [_as_decimal(literal) for literal in literals]
+        if all(n is not None and n == n.to_integral_value() for n in numbers):
+            return [str(int(n)) for n in numbers]  # type: ignore[arg-type]
+    return None
+
+
+def _compares_as_text(literal: Literal) -> bool:
+    return (
+        isinstance(literal, str)
+        and _as_decimal(literal) is None
+        and _as_temporal(literal) is None
+        and _as_bool(literal) is None
+    )
 
 
 # --- Execution -------------------------------------------------------------------------------

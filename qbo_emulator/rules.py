@@ -321,8 +321,7 @@ class Company:
         if entity == "Invoice":
             self._unlink_payments(obj_id, ts)
             self._adjust_stock(existing.get("Line"), None)
-        del self.realm.objects[entity][obj_id]
-        self.realm.tombstones[entity][obj_id] = iso_seconds(ts)
+        self.realm.remove(entity, obj_id, iso_seconds(ts))
         self.events.append((entity, obj_id, "Delete", iso_utc(ts), None))
         if entity == "Payment":
             self._refresh_invoices(_linked_invoice_ids(existing), ts)
@@ -415,7 +414,7 @@ class Company:
         return ts
 
     def _commit(self, entity: str, obj: dict, operation: str, ts: float) -> None:
-        self.realm.objects[entity][obj["Id"]] = obj
+        self.realm.put(entity, obj)
         self.events.append((entity, obj["Id"], operation, iso_utc(ts), None))
 
     def _after_write(self, entity: str, existing: dict | None, obj: dict, ts: float) -> None:
@@ -501,9 +500,17 @@ class Company:
 
         Names compare ignoring case and surrounding spaces. Customers, vendors and
         employees are one name space (qbo-api.md section 13); other lists are their own.
+        Indexed lists are looked up, the others scanned.
         """
         wanted = value.strip().casefold()
         for name in NAME_SPACE if entity in NAME_SPACE else (entity,):
+            if self.realm.is_name_indexed(name, key):
+                ids = self.realm.ids_named(name, key, value)
+                if name == entity:
+                    ids = ids - {own_id}
+                if ids:
+                    return name
+                continue
             for row in self.realm.objects[name].values():
                 mine = name == entity and row["Id"] == own_id
                 if not mine and str(row.get(key, "")).strip().casefold() == wanted:
@@ -775,11 +782,10 @@ class Company:
                     moved = {**copy.deepcopy(row), "CustomerRef": dict(ref)}
                     self._stamp(moved, row, entity)
                     self._commit(entity, moved, "Update", ts)
-        del self.realm.objects["Customer"][source["Id"]]
-        self.realm.tombstones["Customer"][source["Id"]] = iso_seconds(ts)
+        self.realm.remove("Customer", source["Id"], iso_seconds(ts))
         survivor = copy.deepcopy(target)
         self._stamp(survivor, target, "Customer")
-        self.realm.objects["Customer"][target["Id"]] = survivor
+        self.realm.put("Customer", survivor)
         self._refresh_customer_balance(target["Id"])
         self.events.append(("Customer", target["Id"], "Merge", iso_utc(ts), source["Id"]))
         return self.realm.get("Customer", target["Id"])
@@ -1290,14 +1296,15 @@ class Company:
         prefs = self.realm.singleton("Preferences")
         custom = bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers"))
         doc = out.get("DocNumber")
-        used = {
-            str(row.get("DocNumber")): row["Id"]
-            for row in self.realm.objects["Invoice"].values()
-            if row.get("DocNumber") and (existing is None or row["Id"] != existing["Id"])
-        }
+        own_id = existing["Id"] if existing is not None else None
+
+        def used_by(number: str) -> list[str]:
+            ids = self.realm.invoices_numbered(number) - {own_id}
+            return sorted(ids, key=lambda i: int(i) if i.isdigit() else 0)
+
         if doc == "AUTO_GENERATE" or (doc in (None, "") and existing is None and not custom):
             number = self.realm.next_doc_number
-            while str(number) in used:
+            while used_by(str(number)):
                 number += 1
             self.realm.next_doc_number = number + 1
             out["DocNumber"] = str(number)
@@ -1309,8 +1316,9 @@ class Company:
         out["DocNumber"] = doc
         if len(doc) > 21:
             raise errors.length("DocNumber", 21, len(doc))
-        if doc in used and "allowduplicatedocnum" not in include:
-            raise errors.duplicate_doc_number(doc, "Invoice", used[doc])
+        taken = used_by(doc)
+        if taken and "allowduplicatedocnum" not in include:
+            raise errors.duplicate_doc_number(doc, "Invoice", taken[-1])
         if doc.isdigit() and int(doc) >= self.realm.next_doc_number:
             self.realm.next_doc_number = int(doc) + 1
 
@@ -1411,7 +1419,7 @@ class Company:
 
     def _applied(self, invoice_id: str, exclude_payment: str | None = None) -> Decimal:
         total = Decimal(0)
-        for payment in self.realm.objects["Payment"].values():
+        for payment in self.realm.payments_of(invoice_id):
             if payment["Id"] == exclude_payment:
                 continue
             for line in payment.get("Line", []):
@@ -1424,8 +1432,7 @@ class Company:
         # UNCONFIRMED: an invoice lists its payments as LinkedTxn with TxnType "Payment".
         return [
             {"TxnId": payment["Id"], "TxnType": "Payment"}
-            for payment in self.realm.objects["Payment"].values()
-            if invoice_id in _linked_invoice_ids(payment)
+            for payment in self.realm.payments_of(invoice_id)
         ]
 
     def _refresh_invoices(self, invoice_ids: set[str], ts: float) -> None:
@@ -1458,9 +1465,7 @@ class Company:
     def _unlink_payments(self, invoice_id: str, ts: float) -> None:
         """Detach payments from an invoice being voided or deleted; the money becomes
         unapplied credit on the payment, as QBO's UI warns it will."""
-        for payment in list(self.realm.objects["Payment"].values()):
-            if invoice_id not in _linked_invoice_ids(payment):
-                continue
+        for payment in self.realm.payments_of(invoice_id):
             updated = copy.deepcopy(payment)
             updated["Line"] = [
                 line
@@ -1478,19 +1483,12 @@ class Company:
         customer = self.realm.get("Customer", customer_id) if customer_id else None
         if customer is None:
             return
-        balance = sum(
-            (
-                money(row.get("Balance", 0))
-                for row in self.realm.objects["Invoice"].values()
-                if row.get("CustomerRef", {}).get("value") == customer_id
-            ),
-            Decimal(0),
-        )
+        balance = self.realm.customer_invoice_balance(customer_id)
         if money(customer.get("Balance", 0)) != balance:
             updated = dict(customer)
             updated["Balance"] = wire_number(balance)
             updated["BalanceWithJobs"] = wire_number(balance)
-            self.realm.objects["Customer"][customer_id] = updated
+            self.realm.put("Customer", updated)
 
     def _adjust_stock(self, old_lines: list | None, new_lines: list | None) -> None:
         """Move QtyOnHand of inventory items by what an invoice change sold or gave back.
@@ -1511,7 +1509,7 @@ class Company:
             updated = dict(item)
             qty = money(item.get("QtyOnHand", 0)) + change
             updated["QtyOnHand"] = int(qty) if qty == int(qty) else float(qty)
-            self.realm.objects["Item"][item_id] = updated
+            self.realm.put("Item", updated)
 
 
 def _linked_invoice_ids(payment: dict | None) -> set[str]:

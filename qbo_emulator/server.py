@@ -159,12 +159,7 @@ class Emulator:
         fresh = self._build_realm(realm_id, name)
         realm = self.realms[realm_id]
         with realm.lock:
-            realm.objects = fresh.objects
-            realm.tombstones = fresh.tombstones
-            realm.next_ids = fresh.next_ids
-            realm.next_doc_number = fresh.next_doc_number
-            realm.requestids = {}
-            realm.rates = fresh.rates
+            realm.replace_with(fresh)
         self.mark_dirty()
         self.persist()
 

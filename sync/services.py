@@ -250,6 +250,7 @@ def conflict_resolve(*, record: SyncRecord, keep: str) -> SyncRun:
             importer.apply(record, record.invoice, obj, importer.invoices.neutral_qbo(obj))
         ctx.log.flush()
         run.refresh_from_db()
+        run.api_calls = ctx.backend.api_calls
         return _finish(run, SyncRun.Status.DONE, "")
     raise ValueError("keep must be 'portal' or 'quickbooks'")
 
@@ -311,6 +312,7 @@ def number_clash_link(*, record: SyncRecord) -> SyncRun:
         )
     ctx.log.flush()
     run.refresh_from_db()
+    run.api_calls = ctx.backend.api_calls
     return _finish(run, SyncRun.Status.DONE, "")
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from integrations.quickbooks.backend import (
     batch_ref,
     chunks,
-    new_request_id,
     object_id,
     parse_batch_ref,
 )
@@ -67,7 +66,7 @@ class BatchWriter(Component):
                     yield _record, local, None
                 continue
             self.log.checkpoint()
-            request_id = new_request_id()
+            request_id = self.ctx.backend.new_request_id()
             for position, (record, _local, operation, _body) in enumerate(chunk):
                 if operation == "create":
                     self.binder.claim(record, batch_ref(request_id, position))
@@ -101,7 +100,11 @@ class BatchWriter(Component):
             for record, local, _operation, _body in chunk:
                 yield record, local, exc
             return
-        for (record, local, _operation, _body), result in zip(chunk, results, strict=True):
+        for (record, local, operation, _body), result in zip(chunk, results, strict=True):
+            if operation == "create" and _unanswered(result):
+                # Sent one request each, this create's own answer was lost: it stays claimed.
+                self.binder.mark_uncertain(record, describe(result, kind=adapter.kind))
+                continue
             yield record, local, result
 
     def replay_uncertain(self) -> None:
@@ -133,6 +136,11 @@ class BatchWriter(Component):
             self.log.checkpoint()
             sent = self._send(chunk, adapter, request_id=request_id, positions=positions)
             for record, local, result in sent:
+                if isinstance(result, QBOError) and result.retryable:
+                    # Not answered now (throttled, unavailable): the first write may still
+                    # have been applied, so the binding keeps its claim for the next replay.
+                    self.binder.mark_uncertain(record, describe(result, kind=adapter.kind))
+                    continue
                 if isinstance(result, Exception):
                     self.binder.fail(record, describe(result, kind=adapter.kind), error=result)
                     continue
@@ -146,3 +154,7 @@ class BatchWriter(Component):
                 self.binder.release_copy(record, object_id(result))
                 self._settle_write(adapter, record, result, replayed=True)
             adapter.flush()
+
+
+def _unanswered(result) -> bool:
+    return isinstance(result, ConnectionFailedError) and result.uncertain

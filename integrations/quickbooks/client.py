@@ -35,6 +35,7 @@ from .errors import (
     error_from_exception,
     error_from_fault,
     error_from_response,
+    was_sent,
 )
 
 __all__ = ["BATCH_MAX_ITEMS", "QBOClient", "backoff_seconds", "quote"]
@@ -107,6 +108,11 @@ class QBOClient:
     ``refresh_access_token`` refreshes it and returns the new one, and is called at most once
     per request, after a 401. ``limiter`` (a ``RealmLimiter``) wraps every attempt.
     ``sleep`` and ``rng`` exist so tests can pin waits.
+
+    ``requests_sent`` counts the HTTP requests that reached the Accounting API: every attempt,
+    retries and the attempt repeated after a token refresh included (what QuickBooks counts
+    against its limits). Not counted: the OAuth token refresh itself (another Intuit
+    service), waits in the limiter, and attempts whose connection could not even be opened.
     """
 
     def __init__(
@@ -135,6 +141,7 @@ class QBOClient:
         self.limiter = limiter
         self.sleep = sleep
         self.rng = rng
+        self.requests_sent = 0
 
     def __repr__(self) -> str:
         return f"QBOClient(realm_id={self.realm_id!r}, environment={self.environment!r})"
@@ -156,11 +163,15 @@ class QBOClient:
         data: str | bytes | None = None,
         headers: dict[str, str] | None = None,
         idempotent: bool,
+        batch: bool = False,
+        batch_reserved: bool = False,
     ) -> dict[str, Any]:
         """Send one API request and return its JSON body; raise a ``QBOError`` subclass.
 
         ``idempotent`` says the request may be sent again after a transient failure (a read,
-        or a write carrying a ``requestid``); others are sent once.
+        or a write carrying a ``requestid``); others are sent once. ``batch``: a batch
+        request, which the limiter counts in the batch budget too; ``batch_reserved``: its
+        first attempt uses the batch ticket the caller took with ``limiter.try_batch()``.
         """
         url = endpoints_for(self.environment).api_base + path
         query = {"minorversion": str(self.minor_version), **(params or {})}
@@ -175,18 +186,25 @@ class QBOClient:
         attempt = 0
         refreshed_token: str | None = None
         unanswered = False  # a write went out and its answer never came
+        reserved = batch_reserved
         while True:
             token = refreshed_token or self._access_token_provider()
             try:
-                with self.limiter if self.limiter is not None else contextlib.nullcontext():
-                    response = self.session.request(
-                        method,
-                        url,
-                        params=query,
-                        data=data,
-                        headers={**base_headers, "Authorization": f"Bearer {token}"},
-                        timeout=self.timeout,
-                    )
+                with self._limited(batch=batch, reserved=reserved):
+                    reserved = False  # a retry is another batch request, with its own ticket
+                    try:
+                        response = self.session.request(
+                            method,
+                            url,
+                            params=query,
+                            data=data,
+                            headers={**base_headers, "Authorization": f"Bearer {token}"},
+                            timeout=self.timeout,
+                        )
+                    except requests.RequestException as exc:
+                        self.requests_sent += was_sent(exc)
+                        raise
+                    self.requests_sent += 1
             except requests.RequestException as exc:
                 error: QBOError = error_from_exception(exc, write=write)
                 cause: BaseException | None = exc
@@ -242,6 +260,14 @@ class QBOClient:
             if cause is not None:
                 raise error from cause
             raise error
+
+    def _limited(self, *, batch: bool, reserved: bool):
+        """The limiter's hold on one attempt (a batch ticket too for a batch request)."""
+        if self.limiter is None:
+            return contextlib.nullcontext()
+        if batch and hasattr(self.limiter, "request"):
+            return self.limiter.request(batch=True, reserved=reserved)
+        return self.limiter
 
     def _can_refresh(self, refreshed_token: str | None) -> bool:
         return self._refresh_access_token is not None and refreshed_token is None
@@ -406,7 +432,11 @@ class QBOClient:
         return changes, answered
 
     def batch(
-        self, items: list[dict[str, Any]], *, request_id: str | None = None
+        self,
+        items: list[dict[str, Any]],
+        *,
+        request_id: str | None = None,
+        reserved: bool = False,
     ) -> list[dict[str, Any] | QBOError]:
         """Send ``items`` as batch requests of at most 30; return one result per item, in order.
 
@@ -417,8 +447,10 @@ class QBOClient:
         An item may name its own ``"bId"`` (unique in its request; default ``bid<index>``), so
         that a replay of part of a batch reads each answer from its original place.
         Each request carries a ``requestid`` so it can be retried safely; pass ``request_id``
-        (at most 32 characters) to reuse the same ids from a later task. Raises ``QBOError``
-        when a whole request fails.
+        (at most 32 characters) to reuse the same ids from a later task. Every batch request
+        waits for a ticket in the limiter's batch budget, except the first when ``reserved``
+        says the caller took one with ``limiter.try_batch()``. Raises ``QBOError`` when a
+        whole request fails.
         """
         if request_id is not None and len(request_id) > BATCH_REQUEST_ID_MAX - 4:
             raise ValueError(f"batch request_id must be at most {BATCH_REQUEST_ID_MAX - 4} chars")
@@ -426,11 +458,15 @@ class QBOClient:
         results: list[dict[str, Any] | QBOError] = []
         for number, start in enumerate(range(0, len(items), BATCH_MAX_ITEMS)):
             chunk = items[start : start + BATCH_MAX_ITEMS]
-            results.extend(self._batch_chunk(chunk, request_id=f"{request_id}-{number}"))
+            results.extend(
+                self._batch_chunk(
+                    chunk, request_id=f"{request_id}-{number}", reserved=reserved and not number
+                )
+            )
         return results
 
     def _batch_chunk(
-        self, chunk: list[dict[str, Any]], *, request_id: str
+        self, chunk: list[dict[str, Any]], *, request_id: str, reserved: bool
     ) -> list[dict[str, Any] | QBOError]:
         requests_: list[dict[str, Any]] = []
         bids = [item.get("bId") or f"bid{index}" for index, item in enumerate(chunk)]
@@ -442,6 +478,8 @@ class QBOClient:
             params={"requestid": request_id},
             json={"BatchItemRequest": requests_},
             idempotent=True,
+            batch=True,
+            batch_reserved=reserved,
         )
         by_bid = {
             entry.get("bId"): entry

@@ -487,7 +487,7 @@ def error_from_response(response: requests.Response) -> QBOError:
     return cls(f"QuickBooks answered HTTP {status}{reason}", **kwargs)
 
 
-def _was_sent(exc: requests.RequestException) -> bool:
+def was_sent(exc: requests.RequestException) -> bool:
     """False when the request certainly never left (the connection could not be made)."""
     if isinstance(exc, requests.ConnectTimeout):
         return False
@@ -510,7 +510,7 @@ def error_from_exception(
     """
     return ConnectionFailedError(
         f"No answer from {service}: {type(exc).__name__}",
-        uncertain=write and _was_sent(exc),
+        uncertain=write and was_sent(exc),
     )
 
 

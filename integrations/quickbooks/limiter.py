@@ -1,24 +1,31 @@
-"""A per-realm request limiter shared by every worker process through Django's cache.
+"""One limiter per company (realm) for every QuickBooks limit, shared by every worker process
+through Django's cache.
 
-QBO allows 500 requests a minute per company (realm) and about 10 at once per realm and app
-(qbo-api.md section 6). Every process that talks to one realm takes a concurrency slot and a
-ticket in the per-minute budget before each request, so together they stay under both limits
-and QBO rarely has to answer 429.
+QBO allows, per company, 500 requests a minute, about 10 at once, and 40 batch requests a
+minute (a batch is a request too; qbo-api.md sections 5 and 6). Every process that talks to
+one realm takes a concurrency slot and a ticket in the per-minute budget before each request,
+and a ticket in the batch budget before each batch request, so together they stay under all
+three limits and QBO has no reason to answer 429. ``try_batch()`` takes a batch ticket only
+if one is free now: the backend then sends a batch, or else the same writes one request each,
+which the request budget still allows.
 
-The cache does the sharing: Redis in production, where ``add`` and ``incr`` are atomic. On the
-database cache ``incr`` is a read then a write, so under contention the minute count can run
-slightly low; the default budget (450 of 500) leaves room for that.
+The cache does the sharing: Redis when ``REDIS_URL`` is set, where ``add`` and ``incr`` are
+atomic; otherwise the database cache (the test settings use one process's memory). On the
+database cache ``incr`` is a read then a write, so under contention a count can run slightly
+low; the default budgets (450 of 500 requests, 36 of 40 batches) leave room for that, and for
+a request counted when it leaves but by QBO when it arrives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core.cache import cache
@@ -30,19 +37,26 @@ __all__ = ["RealmLimiter"]
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
+# Counts are also kept per slice of the minute, to check the last 60 seconds as QBO does.
+SLICE_SECONDS = 5
+REQUESTS, BATCHES = "requests", "batches"
 
 
 class RealmLimiter:
-    """Keep requests to one QBO realm under ``per_minute`` and ``max_concurrent``, fleet-wide.
+    """Keep requests to one QBO realm under ``per_minute``, ``max_concurrent`` and
+    ``batches_per_minute``, fleet-wide.
 
-    Use it as a context manager around each HTTP request (``with limiter: send()``), or call
-    ``acquire()`` and ``release()``. When the budget is used it waits (``sleep``) for room; if
-    the room would come later than ``max_wait`` seconds from now it raises ``ThrottledError``.
+    Use it as a context manager around each HTTP request (``with limiter: send()``), or
+    ``with limiter.request(batch=True):`` around a batch request, or call ``acquire()`` and
+    ``release()``. When a budget is used it waits (``sleep``) for room; if the room would come
+    later than ``max_wait`` seconds from now it raises ``ThrottledError``.
 
     Concurrency slots are cache keys leased for ``slot_ttl`` seconds, so a worker that dies
-    holding one loses it when the lease runs out rather than never. The minute budget is a
-    sliding window estimated from the current and previous minute's counters, so a burst at
-    the end of one minute and another at the start of the next cannot add up to twice it.
+    holding one loses it when the lease runs out rather than never. A ticket is taken when
+    both of two counts allow it: a sliding estimate from this and the previous minute's
+    counters (smooth: a burst at the end of one minute and another at the start of the next
+    cannot add up to twice the budget), and the sum of the five-second slices that overlap the
+    last 60 seconds, which never counts fewer requests than QBO's own sliding minute does.
     """
 
     def __init__(
@@ -51,6 +65,7 @@ class RealmLimiter:
         *,
         per_minute: int = 450,
         max_concurrent: int = 8,
+        batches_per_minute: int = 36,
         cache: Any = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -59,11 +74,12 @@ class RealmLimiter:
         poll_interval: float = 0.1,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        if per_minute < 1 or max_concurrent < 1:
-            raise ValueError("per_minute and max_concurrent must be at least 1")
+        if per_minute < 1 or max_concurrent < 1 or batches_per_minute < 1:
+            raise ValueError("per_minute, max_concurrent and batches_per_minute must be >= 1")
         self.realm_id = str(realm_id)
         self.per_minute = per_minute
         self.max_concurrent = max_concurrent
+        self.batches_per_minute = batches_per_minute
         self._cache = cache
         self.clock = clock
         self.sleep = sleep
@@ -84,25 +100,45 @@ class RealmLimiter:
     def __repr__(self) -> str:
         return (
             f"RealmLimiter(realm_id={self.realm_id!r}, per_minute={self.per_minute}, "
-            f"max_concurrent={self.max_concurrent})"
+            f"max_concurrent={self.max_concurrent}, "
+            f"batches_per_minute={self.batches_per_minute})"
         )
 
     # --- public --------------------------------------------------------------------------
 
-    def acquire(self) -> str:
-        """Wait for a concurrency slot and a ticket in the minute budget; return the slot key.
+    def acquire(self, *, batch: bool = False) -> str:
+        """Wait for a concurrency slot and a ticket in the minute budget (and, for a batch
+        request, one in the batch budget first); return the slot key.
 
-        Raises ``ThrottledError`` (``retry_after`` set) when either would take longer than
+        Raises ``ThrottledError`` (``retry_after`` set) when any would take longer than
         ``max_wait`` seconds.
         """
         deadline = self.clock() + self.max_wait
-        slot = self._take_slot(deadline)
+        # The batch ticket is taken before the slot, so a wait for it holds no slot.
+        batch_ticket = (
+            self._take_ticket(BATCHES, self.batches_per_minute, deadline) if batch else ()
+        )
         try:
-            self._take_ticket(deadline)
+            slot = self._take_slot(deadline)
+            try:
+                self._take_ticket(REQUESTS, self.per_minute, deadline)
+            except BaseException:
+                self.release(slot)
+                raise
         except BaseException:
-            self.release(slot)
+            for key in batch_ticket:  # taken for a request that is not sent
+                self._uncount(key)
             raise
         return slot
+
+    def try_batch(self) -> bool:
+        """Take a ticket in the batch budget if one is free now (never waits).
+
+        True means the caller may send one batch request with ``request(batch=True,
+        reserved=True)``; False, that it should send its items as single requests.
+        """
+        wait, _keys = self._try_ticket(BATCHES, self.batches_per_minute, self.clock())
+        return not wait
 
     def release(self, slot: str) -> None:
         """Give back the concurrency slot returned by ``acquire()``."""
@@ -112,6 +148,19 @@ class RealmLimiter:
         # worker may hold the same key.
         if self.cache.get(key) == owner:
             self.cache.delete(key)
+
+    @contextlib.contextmanager
+    def request(self, *, batch: bool = False, reserved: bool = False) -> Iterator[None]:
+        """Hold a slot and the tickets for one request while the block runs.
+
+        ``batch``: a batch request, which needs a batch ticket too, unless ``reserved`` says
+        ``try_batch()`` already took it.
+        """
+        slot = self.acquire(batch=batch and not reserved)
+        try:
+            yield
+        finally:
+            self.release(slot)
 
     def __enter__(self) -> RealmLimiter:
         stack = getattr(self._held, "slots", None)
@@ -128,8 +177,13 @@ class RealmLimiter:
     def _slot_key(self, index: int) -> str:
         return f"qbo:limit:{self.realm_id}:slot:{index}"
 
-    def _window_key(self, window: int) -> str:
-        return f"qbo:limit:{self.realm_id}:minute:{window}"
+    def _window_key(self, series: str, window: int) -> str:
+        # Requests keep the key they always had, so workers of both versions share a count.
+        name = "minute" if series == REQUESTS else f"{series}-minute"
+        return f"qbo:limit:{self.realm_id}:{name}:{window}"
+
+    def _slice_key(self, series: str, index: int) -> str:
+        return f"qbo:limit:{self.realm_id}:{series}-slice:{index}"
 
     def _give_up(self, reason: str, retry_after: float) -> ThrottledError:
         logger.warning(
@@ -154,36 +208,88 @@ class RealmLimiter:
                 raise self._give_up("concurrent requests", self.poll_interval)
             self.sleep(wait)
 
-    def _take_ticket(self, deadline: float) -> None:
+    def _take_ticket(self, series: str, budget: int, deadline: float) -> tuple[str, ...]:
+        """Wait for a ticket in ``series``' budget; return the counters it was counted in."""
+        reason = "requests per minute" if series == REQUESTS else "batch requests per minute"
         while True:
             now = self.clock()
-            window, elapsed = divmod(now, WINDOW_SECONDS)
-            key = self._window_key(int(window))
-            # Each counter is also read as "the previous minute" during the next one.
-            self.cache.add(key, 0, timeout=3 * WINDOW_SECONDS)
-            try:
-                current = self.cache.incr(key)
-            except ValueError:  # expired between add and incr: count again
-                continue
-            previous = self.cache.get(self._window_key(int(window) - 1)) or 0
-            weight = 1 - elapsed / WINDOW_SECONDS
-            estimate = previous * weight + current
-            if estimate <= self.per_minute + 1e-9:  # float slack at exact boundaries
-                return
-            with contextlib.suppress(ValueError):  # already expired: nothing to give back
-                self.cache.decr(key)
-            to_window_end = WINDOW_SECONDS - elapsed
-            if previous:
-                # The previous minute's share shrinks by previous/60 a second.
-                excess = estimate - self.per_minute
-                wait = min(to_window_end, excess * WINDOW_SECONDS / previous)
-            else:
-                wait = to_window_end
-            wait = max(wait, self.poll_interval)
-            if self.clock() + wait > deadline:
-                raise self._give_up("requests per minute", wait)
+            wait, keys = self._try_ticket(series, budget, now, deadline=deadline)
+            if not wait:
+                return keys
+            if now + wait > deadline:
+                raise self._give_up(reason, wait)
             logger.info(
-                "qbo.limiter.wait",
-                extra={"realm": self.realm_id, "reason": "requests per minute", "wait": wait},
+                "qbo.limiter.wait", extra={"realm": self.realm_id, "reason": reason, "wait": wait}
             )
             self.sleep(wait)
+
+    def _try_ticket(
+        self, series: str, budget: int, now: float, *, deadline: float | None = None
+    ) -> tuple[float, tuple[str, ...]]:
+        """Count one more ``series`` request at ``now``: (0, the counters it is counted in)
+        when the budget allows it, else (how long to wait before trying again, ()) with the
+        count given back.
+
+        When the sliding estimate alone already asks for a wait past ``deadline``, that wait
+        is returned without reading the slices: it is a lower bound, enough to give up on.
+        """
+        window, elapsed = divmod(now, WINDOW_SECONDS)
+        window_key = self._window_key(series, int(window))
+        # A slice holds the requests in (end - SLICE_SECONDS, end]: one made exactly 60 s ago
+        # has left QBO's window, and leaves this count at the same moment.
+        last = math.ceil(now / SLICE_SECONDS)
+        first = math.floor((now - WINDOW_SECONDS) / SLICE_SECONDS) + 1
+        slice_key = self._slice_key(series, last)
+        current = self._count(window_key)
+        if current is None:
+            return self._try_ticket(series, budget, now, deadline=deadline)
+        if self._count(slice_key) is None:
+            self._uncount(window_key)
+            return self._try_ticket(series, budget, now, deadline=deadline)
+        previous_key = self._window_key(series, int(window) - 1)
+        slice_keys = [self._slice_key(series, index) for index in range(first, last + 1)]
+        wait = self._estimate_wait(current, self.cache.get(previous_key) or 0, budget, elapsed)
+        if not (wait and deadline is not None and now + wait > deadline):
+            counts = self.cache.get_many(slice_keys)
+            in_window = [counts.get(key) or 0 for key in slice_keys]
+            excess = sum(in_window) - budget
+            if excess > 0:
+                # Wait until enough of the oldest slices have left the last 60 seconds.
+                for index, count in zip(range(first, last + 1), in_window, strict=True):
+                    excess -= count
+                    if excess <= 0:
+                        wait = max(wait, index * SLICE_SECONDS + WINDOW_SECONDS - now)
+                        break
+        if not wait:
+            return 0, (window_key, slice_key)
+        self._uncount(window_key)
+        self._uncount(slice_key)
+        return max(wait, self.poll_interval), ()
+
+    def _estimate_wait(self, current: int, previous: int, budget: int, elapsed: float) -> float:
+        """The sliding estimate's wait: 0 when ``previous`` (weighted by the share of the
+        last minute still in the window) plus ``current`` is within ``budget``."""
+        weight = 1 - elapsed / WINDOW_SECONDS
+        estimate = previous * weight + current
+        if estimate <= budget + 1e-9:  # float slack at exact boundaries
+            return 0
+        to_window_end = WINDOW_SECONDS - elapsed
+        if previous:
+            # The previous minute's share shrinks by previous/60 a second.
+            excess = estimate - budget
+            return max(min(to_window_end, excess * WINDOW_SECONDS / previous), self.poll_interval)
+        return max(to_window_end, self.poll_interval)
+
+    def _count(self, key: str) -> int | None:
+        """Add one to a counter; None when it expired between creating and counting."""
+        # Each counter lives three minutes: it is read as "the previous minute" during the
+        # next one, and a slice for the 60 seconds after it.
+        self.cache.add(key, 0, timeout=3 * WINDOW_SECONDS)
+        try:
+            return self.cache.incr(key)
+        except ValueError:
+            return None
+
+    def _uncount(self, key: str) -> None:
+        with contextlib.suppress(ValueError):  # already expired: nothing to give back
+            self.cache.decr(key)

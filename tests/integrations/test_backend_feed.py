@@ -21,9 +21,11 @@ class FeedClient:
         self.live = live or []
         self.calls: list[datetime] = []
         self.queries: list[str] = []
+        self.requests_sent = 0  # as QBOClient counts the requests it sends
 
     def cdc_answer(self, entities, since):
         self.calls.append(since)
+        self.requests_sent += 1
         rows = sorted(
             (
                 o
@@ -36,6 +38,7 @@ class FeedClient:
 
     def query_all(self, entity, where):
         self.queries.append(entity)
+        self.requests_sent += 1
         return iter(self.live)
 
 

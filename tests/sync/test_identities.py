@@ -32,31 +32,37 @@ def test_a_name_differing_only_by_spaces_and_case_links_to_the_quickbooks_custom
 def test_a_refused_look_up_fails_only_the_invoices_that_need_that_customer(
     run_sync, make_invoice, qbo_ui, monkeypatch
 ):
-    real_batch = QBOClient.batch
+    real_batch, real_query = QBOClient.batch, QBOClient.query
     odd = "Ünïcode \\ Trading"
+    parser_error = {
+        "type": "ValidationFault",
+        "Error": [
+            {
+                "code": "4000",
+                "Message": "Error parsing query",
+                "Detail": "QueryParserError: Encountered an unexpected character",
+            }
+        ],
+    }
 
     def refuse_one(self, items, **kwargs):
         results = real_batch(self, items, **kwargs)
         return [
-            error_from_fault(
-                {
-                    "type": "ValidationFault",
-                    "Error": [
-                        {
-                            "code": "4000",
-                            "Message": "Error parsing query",
-                            "Detail": "QueryParserError: Encountered an unexpected character",
-                        }
-                    ],
-                },
-                status=400,
-            )
+            error_from_fault(parser_error, status=400)
             if "Trading" in item.get("query", "")
             else result
             for item, result in zip(items, results, strict=True)
         ]
 
+    def refuse_query(self, statement):
+        # A statement naming the customer is refused however it is sent: in a batch, or
+        # alone (a look-up of several names at once).
+        if "Trading" in statement:
+            raise error_from_fault(parser_error, status=400)
+        return real_query(self, statement)
+
     monkeypatch.setattr(QBOClient, "batch", refuse_one)
+    monkeypatch.setattr(QBOClient, "query", refuse_query)
     blocked = make_invoice(number="ID-2", customer=odd)
     fine = [make_invoice(number=f"ID-3{n}", customer="Bayside Dental") for n in range(3)]
 

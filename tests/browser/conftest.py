@@ -213,9 +213,12 @@ def qbo_live(live_server):
     emulator.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def task_worker(django_db_setup, django_db_blocker, live_server, qbo_live):
-    """A django-q2 worker process on the test database (PostgreSQL), or None (SQLite)."""
+    """A django-q2 worker process on the test database (PostgreSQL), or None (SQLite).
+
+    It stops when the browser tests are done: left running, it would take tasks that later
+    tests queue for workers of their own (``tests/sync/test_killed_worker.py``)."""
     import signal
     import subprocess
     import sys

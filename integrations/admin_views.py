@@ -28,6 +28,7 @@ from integrations.quickbooks.errors import QBOError, ReconnectRequired
 from portal.models import Invoice, TaxRate
 from sync import configuration, fieldmap, tasks
 from sync import selectors as sync_selectors
+from sync.locks import lock_held
 from sync.models import FieldMapping, SyncConfiguration, SyncRecord
 
 TABS = [
@@ -50,6 +51,14 @@ SYNC = "portal.sync_invoice"
 # (after which the page says the worker may not be running, rather than refreshing forever).
 QUEUED_WAIT = timedelta(seconds=60)
 ACTIVE_RUN = ("queued", "running")
+RUNNING_NOW = (
+    "A sync of this company is running now; Sync is available again when it ends. Its "
+    "progress is on the Sync history tab."
+)
+NOT_STARTED_BY_YOU = (
+    "sync has not been started for this company yet. A Sync administrator starts it the "
+    "first time, with Sync now."
+)
 
 
 def _require(request, permission: str, what: str) -> None:
@@ -113,6 +122,7 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
         "other_connections": Connection.objects.exclude(pk=getattr(connection, "pk", None)),
     }
     if connection is not None:
+        context.update(_sync_state(connection))
         builder = {
             "configuration": _configuration_context,
             "journals": _journals_context,
@@ -125,6 +135,16 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
             context.update(builder(request, connection))
     context.update(overrides or {})
     return TemplateResponse(request, "admin/quickbooks/settings.html", context, status=status)
+
+
+def _sync_state(connection) -> dict:
+    """Whether sync was started for the company, and the run going now (for the button)."""
+    running = lock_held(connection=connection)
+    return {
+        "sync_started": connection.sync_started_at is not None,
+        "sync_running": running,
+        "running_run": sync_selectors.run_running(connection=connection) if running else None,
+    }
 
 
 def _configuration_context(request, connection):
@@ -494,14 +514,35 @@ def _queued_history_url(queued_at) -> str:
 
 @require_POST
 def quickbooks_sync(request, admin_site):
+    """Sync now. The first press by a Sync administrator, with the set-up complete, also
+    starts sync for the company: from then on the schedule, saves and webhooks sync it."""
     _require(request, SYNC, "start a sync")
     connection = selectors.connection_current()
     missing = configuration.readiness(connection)
     if missing:
         messages.error(request, "Sync cannot run yet: " + " ".join(m for m, _ in missing))
         return redirect(_tab_url(missing[0][1]))
+    if lock_held(connection=connection):
+        messages.error(request, RUNNING_NOW)
+        return redirect(_tab_url("history"))
+    started = False
+    if connection.sync_started_at is None:
+        if not request.user.has_perm(CHANGE):
+            messages.error(request, f"Sync cannot run yet: {NOT_STARTED_BY_YOU}")
+            return redirect(_tab_url("history"))
+        try:
+            started = configuration.sync_start(connection=connection, user=request.user)
+        except ValidationError as exc:
+            messages.error(request, "Sync cannot run yet: " + " ".join(exc.messages))
+            return redirect(_tab_url("history"))
     queued_at = timezone.now()
     _queue("sync.tasks.run_sync", connection.pk, "both", "button")
+    if started:
+        messages.success(
+            request,
+            f"Sync started for {connection}: from now on the schedule, saving an invoice and "
+            "QuickBooks' notifications keep it in step too.",
+        )
     messages.success(
         request,
         "Sync queued: pushing portal changes to QuickBooks, then pulling QuickBooks' changes. "
@@ -521,6 +562,9 @@ def quickbooks_quick_sync(request, admin_site):
     ]
     if missing:
         messages.error(request, "Quick sync cannot run yet: " + " ".join(m for m, _ in missing))
+        return redirect(_tab_url("items"))
+    if lock_held(connection=connection):
+        messages.error(request, RUNNING_NOW)
         return redirect(_tab_url("items"))
     queued_at = timezone.now()
     _queue("sync.tasks.run_sync", connection.pk, "items", "button")

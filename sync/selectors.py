@@ -37,6 +37,15 @@ def runs_for(*, connection: Connection) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(connection=connection)
 
 
+def run_running(*, connection: Connection) -> SyncRun | None:
+    """The company's newest run still going, if any."""
+    return (
+        SyncRun.objects.filter(connection=connection, status=SyncRun.Status.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
+
+
 def run_started_since(*, connection: Connection, moment: datetime) -> bool:
     """Whether a run of the connection started at or after ``moment``."""
     return SyncRun.objects.filter(connection=connection, started_at__gte=moment).exists()

@@ -18,7 +18,7 @@ from django.utils import timezone
 from integrations.models import Connection
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from portal.models import Invoice
-from sync.configuration import sync_configuration_for
+from sync.configuration import sync_configuration_for, sync_gate
 from sync.context import SyncContext
 from sync.exporter import Exporter
 from sync.importer import Importer
@@ -29,6 +29,13 @@ from sync.runtime import context_for
 logger = logging.getLogger(__name__)
 
 BUSY = "Another sync for this company is running; this one was skipped."
+# Triggers that run without a person choosing this very run: nothing runs for them until
+# sync has been started for the company (``sync.configuration.sync_gate``). Sync now, Quick
+# Sync, Retry and the conflict choices are staff's own, and check what they need themselves.
+GATED_TRIGGERS = ("schedule", "save", "webhook", "command")
+# Of those, the ones that repeat by themselves (every minute, on every save or notification):
+# a skip for the same reason as their last run is not recorded again.
+QUIET_TRIGGERS = ("schedule", "save", "webhook")
 _local = threading.local()
 
 
@@ -67,7 +74,18 @@ def sync_run(
     reason; per-record failures are on the records and the run goes on. Never raises: the
     run's status and message say what happened, whatever the error (an unexpected one is
     logged with its traceback).
+
+    Automatic triggers (``GATED_TRIGGERS``) do nothing until sync has been started for the
+    company: the run is *skipped* with what is missing, and makes no request to QuickBooks.
+    A schedule, save or webhook skip for the same reason as that trigger's last run is not
+    recorded again (that run is returned), so the history shows one skip per reason.
     """
+    if trigger in GATED_TRIGGERS:
+        why = sync_gate(connection)
+        if why:
+            return _skip_gated(
+                connection, trigger=trigger, direction=direction, why=why, dry_run=dry_run
+            )
     run = SyncRun.objects.create(
         connection=connection,
         trigger=trigger,
@@ -128,6 +146,30 @@ def sync_run(
         run.api_calls = ctx.backend.api_calls
         run.planned = ctx.log.outcome.planned  # type: ignore[attr-defined]
     return _finish(run, status, message)
+
+
+def _skip_gated(
+    connection: Connection, *, trigger: str, direction: str, why: str, dry_run: bool
+) -> SyncRun:
+    if trigger in QUIET_TRIGGERS:
+        last = (
+            SyncRun.objects.filter(connection=connection, trigger=trigger)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
+        if last is not None and last.status == SyncRun.Status.SKIPPED and last.message == why:
+            last.lock_busy = False
+            return last
+    run = SyncRun.objects.create(
+        connection=connection,
+        trigger=trigger,
+        direction=direction,
+        dry_run=dry_run,
+        status=SyncRun.Status.RUNNING,
+    )
+    run.lock_busy = False
+    logger.info("sync.run.not_started", extra={"run": run.pk, "trigger": trigger})
+    return _finish(run, SyncRun.Status.SKIPPED, why)
 
 
 DEAD_RUN = (

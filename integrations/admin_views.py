@@ -158,7 +158,10 @@ def _configuration_context(request, connection):
 
 def _journals_context(request, connection):
     choices = selectors.journal_choices(connection=connection)
+    inventory = services.inventory_item_count()
+    required = services.journals_required(inventory_items=inventory)
     return {
+        "inventory_items": inventory,
         "journals": [
             {
                 "field": field,
@@ -167,6 +170,7 @@ def _journals_context(request, connection):
                 "selected": getattr(connection, f"{field}_id"),
                 "missing_hint": services.JOURNAL_MISSING_HINT[field],
                 "types": " or ".join(services.JOURNAL_ACCOUNT_TYPES[field]),
+                "required": field in required,
             }
             for field, label in (
                 ("income_account", "Income"),
@@ -472,6 +476,17 @@ def quickbooks_field_mapping(request, admin_site):
         }
         return quickbooks_settings(request, admin_site, overrides=overrides, status=400)
     messages.success(request, "Invoice field mapping saved.")
+    return redirect(_tab_url("mapping", sub="invoices"))
+
+
+@require_POST
+def quickbooks_field_mapping_defaults(request, admin_site):
+    _require(request, CHANGE, "change the field mapping")
+    connection = _current_or_404(request)
+    if connection is None:
+        return redirect("admin:quickbooks")
+    configuration.field_mappings_restore_defaults(connection=connection)
+    messages.success(request, "Invoice field mapping restored to the defaults.")
     return redirect(_tab_url("mapping", sub="invoices"))
 
 

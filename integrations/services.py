@@ -28,6 +28,7 @@ from integrations.quickbooks.errors import (
     ReconnectRequired,
 )
 from integrations.quickbooks.limiter import RealmLimiter
+from portal.models import Item
 
 logger = logging.getLogger(__name__)
 
@@ -583,6 +584,21 @@ JOURNAL_MISSING_HINT = {
 }
 
 
+def inventory_item_count() -> int:
+    """Active portal items of the inventory type (they need the Expense and Inventory Asset
+    journals to be created in QuickBooks)."""
+    return Item.objects.filter(active=True, type=Item.Type.INVENTORY).count()
+
+
+def journals_required(*, inventory_items: int) -> set[str]:
+    """The journals a save must choose: Income always (QuickBooks creates no item without
+    one); Expense and Inventory Asset while the portal has inventory items."""
+    required = {"income_account"}
+    if inventory_items:
+        required |= {"expense_account", "asset_account"}
+    return required
+
+
 def journals_save(
     *,
     connection: Connection,
@@ -592,16 +608,27 @@ def journals_save(
 ) -> None:
     """Store the accounts new items are created with, after checking each one's type.
 
-    Raises django's ValidationError keyed by field when an account does not fit its journal.
+    Raises django's ValidationError keyed by field when an account does not fit its journal,
+    or when a required journal (``journals_required``) is left blank.
     """
     chosen = {
         "income_account": income_account,
         "expense_account": expense_account,
         "asset_account": asset_account,
     }
+    inventory = inventory_item_count()
+    required = journals_required(inventory_items=inventory)
     errors = {}
     for field, account in chosen.items():
         if account is None:
+            if field == "income_account":
+                errors[field] = "required. Every item Ledgerlink creates in QuickBooks needs one."
+            elif field in required:
+                noun = "item" if inventory == 1 else "items"
+                errors[field] = (
+                    f"required while the portal has inventory {noun} ({inventory}): QuickBooks "
+                    "needs it to create them."
+                )
             continue
         if account.connection_id != connection.pk:
             errors[field] = "This account belongs to another QuickBooks company."

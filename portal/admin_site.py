@@ -77,6 +77,11 @@ class LedgerlinkAdminSite(admin.AdminSite):
                 name="quickbooks_field_mapping",
             ),
             path(
+                "quickbooks/mapping/invoices/defaults/",
+                view(admin_views.quickbooks_field_mapping_defaults),
+                name="quickbooks_field_mapping_defaults",
+            ),
+            path(
                 "quickbooks/mapping/custom-fields/",
                 view(admin_views.quickbooks_custom_fields),
                 name="quickbooks_custom_fields",

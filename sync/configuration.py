@@ -261,6 +261,13 @@ def field_mappings_save(*, connection: Connection, rows: dict[str, tuple[str, st
             )
 
 
+def field_mappings_restore_defaults(*, connection: Connection) -> int:
+    """Put the invoice field mapping back to the defaults (``fieldmap.LOCAL_FIELDS``): the
+    saved rows go, and the defaults apply again. Returns how many saved rows there were."""
+    deleted, _ = FieldMapping.objects.filter(connection=connection).delete()
+    return deleted
+
+
 def custom_fields_fetch(*, connection: Connection, client=None) -> dict[str, str]:
     """Read QuickBooks' Preferences and store the custom sales-form fields in use.
 

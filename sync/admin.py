@@ -44,13 +44,14 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "connection",
         "trigger",
         "direction",
-        "status",
+        "outcome",
         "progress",
         "created",
         "updated",
         "unchanged",
         "failed",
         "conflicts",
+        "skipped",
         "api_calls",
     ]
     list_filter = ["status", "trigger", "direction", "dry_run"]
@@ -73,10 +74,17 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "unchanged",
         "failed",
         "conflicts",
+        "skipped",
         "api_calls",
         "message",
     ]
     fields = readonly_fields
+
+    @admin.display(description="Status", ordering="status")
+    def outcome(self, obj: SyncRun) -> str:
+        return format_html(
+            '<span class="ll-badge run-{}">{}</span>', obj.outcome, obj.outcome_label
+        )
 
     @admin.display(description="Progress")
     def progress(self, obj: SyncRun) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from integrations.models import Connection
@@ -112,19 +112,19 @@ def last_run(*, connection: Connection) -> SyncRun | None:
     return SyncRun.objects.filter(connection=connection).order_by("-started_at").first()
 
 
-def events_per_day(
-    *, connection: Connection, since: datetime, actions: list[str]
-) -> list[tuple[date, str, int]]:
-    """(day, action, count) of the connection's events of ``actions`` since ``since``."""
-    return list(
-        SyncEvent.objects.filter(
-            run__connection=connection, created_at__gte=since, action__in=actions
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day", "action")
-        .annotate(n=Count("id"))
-        .order_by()
+def run_counts_per_day(
+    *, connection: Connection, since: datetime, counts: list[str]
+) -> list[tuple[date, dict[str, int]]]:
+    """(day, {count: sum}) of the connection's runs started since ``since``, for the run
+    fields ``counts`` (dry runs changed nothing and are left out)."""
+    rows = (
+        SyncRun.objects.filter(connection=connection, started_at__gte=since, dry_run=False)
+        .annotate(day=TruncDate("started_at"))
+        .values("day")
+        .annotate(**{f"sum_{name}": Sum(name) for name in counts})
+        .order_by("day")
     )
+    return [(row["day"], {name: row[f"sum_{name}"] or 0 for name in counts}) for row in rows]
 
 
 def waiting_for_worker(*, connection: Connection, queued_at: datetime) -> bool:

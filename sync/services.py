@@ -143,7 +143,7 @@ def sync_run(
         lease.release()
     run.refresh_from_db()
     if ctx is not None:
-        run.api_calls = ctx.backend.api_calls
+        run.api_calls = ctx.backend.requests_sent
         run.planned = ctx.log.outcome.planned  # type: ignore[attr-defined]
     return _finish(run, status, message)
 
@@ -232,9 +232,11 @@ def _finish(run: SyncRun, status: str, message: str) -> SyncRun:
     run.status = status
     run.message = message
     run.finished_at = timezone.now()
-    if status == SyncRun.Status.DONE and run.total and run.done < run.total:
-        run.done = run.total
-    run.save(update_fields=["status", "message", "finished_at", "api_calls", "done"])
+    if status == SyncRun.Status.DONE:
+        # Announced records that reached no outcome (a payment, a deleted name-list entry,
+        # one left for the next run) leave the total: what is shown is what was done.
+        run.total = run.done
+    run.save(update_fields=["status", "message", "finished_at", "api_calls", "done", "total"])
     if message:
         SyncEvent.objects.create(
             run=run,
@@ -280,6 +282,7 @@ def conflict_resolve(*, record: SyncRecord, keep: str) -> SyncRun:
             importer.apply(record, record.invoice, obj, importer.invoices.neutral_qbo(obj))
         ctx.log.flush()
         run.refresh_from_db()
+        run.api_calls = ctx.backend.requests_sent
         return _finish(run, SyncRun.Status.DONE, "")
     raise ValueError("keep must be 'portal' or 'quickbooks'")
 
@@ -337,6 +340,7 @@ def number_clash_link(*, record: SyncRecord) -> SyncRun:
         )
     ctx.log.flush()
     run.refresh_from_db()
+    run.api_calls = ctx.backend.requests_sent
     return _finish(run, SyncRun.Status.DONE, "")
 
 

@@ -130,13 +130,27 @@ def new_request_id() -> str:
 
 
 class QuickBooksBackend:
-    """One company's QuickBooks, as the engine speaks to it; ``api_calls`` counts requests."""
+    """One company's QuickBooks, as the engine speaks to it; ``api_calls`` counts the calls
+    it makes, ``requests_sent`` the requests that really went out."""
 
     def __init__(self, client: QBOClient):
         self.client = client
         self.api_calls = 0
+        self._sent_before = self._client_sent() or 0
         # Where the next ``changes`` should start, after this one (see ``changes``).
         self.next_cursor: datetime | None = None
+
+    def _client_sent(self) -> int | None:
+        sent = getattr(self.client, "requests_sent", None)
+        return sent if isinstance(sent, int) else None
+
+    @property
+    def requests_sent(self) -> int:
+        """API requests sent through this backend, as QuickBooks (and its request log)
+        counts them: a retried or paged call counts each request. A client that does not
+        count its requests gives the count of calls, ``api_calls``."""
+        sent = self._client_sent()
+        return self.api_calls if sent is None else sent - self._sent_before
 
     # --- reads -------------------------------------------------------------------------
 

@@ -135,6 +135,8 @@ class QBOClient:
         self.limiter = limiter
         self.sleep = sleep
         self.rng = rng
+        # Every API request sent, each retry and page included (what QuickBooks counts).
+        self.requests_sent = 0
 
     def __repr__(self) -> str:
         return f"QBOClient(realm_id={self.realm_id!r}, environment={self.environment!r})"
@@ -179,6 +181,7 @@ class QBOClient:
             token = refreshed_token or self._access_token_provider()
             try:
                 with self.limiter if self.limiter is not None else contextlib.nullcontext():
+                    self.requests_sent += 1
                     response = self.session.request(
                         method,
                         url,

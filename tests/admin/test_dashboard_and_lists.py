@@ -25,12 +25,22 @@ def test_dashboard_shows_health_counts_failures_and_an_svg_chart(
         status="failed",
         details="The customer name is refused.",
     )
-    run = SyncRun.objects.create(connection=connection, trigger="button", direction="push")
+    # The chart adds up the runs' own counts (as the history tab shows them).
+    run = SyncRun.objects.create(
+        connection=connection, trigger="button", direction="push", created=1, failed=1
+    )
     now = timezone.now()
     SyncEvent.objects.create(run=run, action="created", message="c", created_at=now)
     SyncEvent.objects.create(run=run, action="failed", message="f", created_at=now)
+    old = SyncRun.objects.create(
+        connection=connection,
+        trigger="button",
+        direction="push",
+        created=1,
+        started_at=now - timedelta(days=45),
+    )
     SyncEvent.objects.create(
-        run=run, action="created", message="old", created_at=now - timedelta(days=45)
+        run=old, action="created", message="old", created_at=now - timedelta(days=45)
     )
     login(AUDITORS)
     page = client.get(reverse("admin:index")).content.decode()
@@ -46,7 +56,7 @@ def test_dashboard_shows_health_counts_failures_and_an_svg_chart(
     assert page.count('class="ll-chart-day"') == 30
     assert f'data-day="{timezone.localdate().isoformat()}"' in page
     assert "1 created, 0 updated, 1 failed, 0 conflicts" in page
-    assert "Created: 1</li>" in page  # the 45-day-old event is outside the chart
+    assert "Created: 1</li>" in page  # the 45-day-old run is outside the chart
     assert "<script" not in page.split('id="qbo-dashboard"')[1].split("</section>")[0]
 
 

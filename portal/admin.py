@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
+from integrations.admin_text import InvoiceTaxNotes, TaxRateMappingNotes
 from integrations.quickbooks.endpoints import endpoints_for
 from portal.admin_site import qbo_connection
 from portal.forms import InvoiceLineForm
@@ -118,7 +119,7 @@ class ItemAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
+class TaxRateAdmin(TaxRateMappingNotes, admin.ModelAdmin):
     list_display = ["name", "percent", "active"]
     list_filter = ["active"]
     search_fields = ["name"]
@@ -181,7 +182,7 @@ class SyncStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
+class InvoiceAdmin(SyncRecordsGoWithTheirObject, InvoiceTaxNotes, admin.ModelAdmin):
     # The QuickBooks columns come early so they show without scrolling at laptop widths.
     list_display = [
         "number",

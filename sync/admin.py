@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from integrations.admin_text import settings_links
 from sync import tasks
 from sync.models import SyncEvent, SyncRecord, SyncRun
 from sync.services import records_retry
@@ -104,7 +105,7 @@ class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "local",
         "object_type",
         "status_badge",
-        "details",
+        "details_linked",
         "qbo_id",
         "qbo_doc_number",
         "uncertain",
@@ -151,6 +152,10 @@ class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
             url = reverse("admin:portal_invoice_change", args=[obj.invoice_id])
             return format_html('<a href="{}">{}</a>', url, local)
         return str(local) if local is not None else "-"
+
+    @admin.display(description="Sync details")
+    def details_linked(self, obj: SyncRecord) -> str:
+        return settings_links(obj.details)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: SyncRecord) -> str:

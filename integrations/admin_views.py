@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import selectors, services
 from integrations.models import Connection, QuickBooksAccount
@@ -335,10 +335,26 @@ def quickbooks_connect(request, admin_site):
     return redirect(services.connect_start(request=request))
 
 
-@require_POST
+def _linked(connection) -> dict[str, int]:
+    return sync_selectors.linked_counts(connection=connection)
+
+
+@require_http_methods(["GET", "POST"])
 def quickbooks_disconnect(request, admin_site):
+    """GET: what disconnecting stops and keeps, to confirm. POST: disconnect."""
     _require(request, MANAGE, "disconnect QuickBooks")
     connection = _current_or_404(request)
+    if request.method == "GET":
+        if connection is None or connection.status == Connection.Status.DISCONNECTED:
+            return redirect("admin:quickbooks")
+        context = {
+            **admin_site.each_context(request),
+            "title": f"Disconnect from {connection}?",
+            "connection": connection,
+            "linked": _linked(connection),
+            "cancel_url": _tab_url("connection"),
+        }
+        return TemplateResponse(request, "admin/quickbooks/disconnect.html", context)
     if connection is not None and connection.status != Connection.Status.DISCONNECTED:
         note = services.connection_disconnect(connection=connection)
         messages.success(
@@ -347,6 +363,56 @@ def quickbooks_disconnect(request, admin_site):
         )
         if note:
             messages.warning(request, note)
+    return redirect("admin:quickbooks")
+
+
+@require_http_methods(["GET", "POST"])
+def quickbooks_switch(request, admin_site):
+    """After signing in to another company than the one last connected: GET says which
+    company was connected and which now, what is linked to the old one and what happens to
+    it; POST ``confirm`` switches, ``keep`` changes nothing."""
+    _require(request, MANAGE, "connect QuickBooks")
+    pending = services.connect_switch_pending(request=request)
+    if request.method == "GET":
+        if pending is None:
+            messages.error(request, services.SWITCH_EXPIRED)
+            return redirect("admin:quickbooks")
+        context = {
+            **admin_site.each_context(request),
+            "title": "Switch QuickBooks company?",
+            "pending": pending,
+            "previous": pending.previous,
+            "linked": _linked(pending.previous),
+            "known_linked": _linked(pending.known) if pending.known else None,
+        }
+        return TemplateResponse(request, "admin/quickbooks/switch.html", context)
+    if request.POST.get("choice") == "confirm":
+        try:
+            connection, created, note = services.connect_switch_confirm(request=request)
+        except services.ConnectError as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:quickbooks")
+        previous = pending.previous if pending else None
+        verb = "Connected to" if created else "Reconnected to"
+        name = connection.company_name or f"with ID {connection.realm_id}"
+        messages.success(request, f"{verb} QuickBooks company {name}.")
+        if previous is not None:
+            messages.info(
+                request,
+                f"Disconnected from {previous}: its linked records stay linked to it and are "
+                f"not sent to {connection}. Set {connection} up on the tabs below; nothing "
+                "syncs with it until a Sync administrator presses Sync now.",
+            )
+        if note:
+            messages.warning(request, note)
+        return redirect("admin:quickbooks")
+    kept = services.connect_switch_decline(request=request)
+    if kept is not None:
+        messages.info(
+            request,
+            f"Nothing changed: Ledgerlink stays with {kept}, as it was. The sign-in to the "
+            "other company was withdrawn.",
+        )
     return redirect("admin:quickbooks")
 
 
@@ -699,6 +765,7 @@ def dashboard_context(request) -> dict:
         }
         for value, label in SyncRecord.Status.choices
     ]
+    context["linked_elsewhere"] = sync_selectors.invoices_linked_elsewhere(connection=connection)
     context["attention"] = sync_selectors.invoices_needing_attention(connection=connection)
     context["attention_total"] = sum(
         by_status.get(status, 0)

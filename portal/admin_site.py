@@ -52,6 +52,11 @@ class LedgerlinkAdminSite(admin.AdminSite):
                 name="quickbooks_disconnect",
             ),
             path(
+                "quickbooks/switch/",
+                view(admin_views.quickbooks_switch),
+                name="quickbooks_switch",
+            ),
+            path(
                 "quickbooks/fetch-accounts/",
                 view(admin_views.quickbooks_fetch_accounts),
                 name="quickbooks_fetch_accounts",

@@ -31,7 +31,7 @@ from integrations.quickbooks.errors import (
 from portal.models import Invoice
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
-from sync.entities.invoice import invoices_for_push
+from sync.entities.invoice import invoices_for_push, linked_elsewhere
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
 from sync.writer import BatchWriter, Write
@@ -44,12 +44,19 @@ class Exporter(BatchWriter):
     # --- invoices --------------------------------------------------------------------------
 
     def push_invoices(
-        self, *, invoice_ids: list[int] | None = None, force: bool = False
+        self,
+        *,
+        invoice_ids: list[int] | None = None,
+        force: bool = False,
+        other_companies: bool = False,
     ) -> list[Pair]:
         """Push new and changed invoices (or just ``invoice_ids``; ``force`` sends them even
-        when unchanged or held). Returns the (binding, invoice) pairs QuickBooks refused as
-        stale, for the importer to compare."""
-        invoices = invoices_for_push(config=self.ctx.config, invoice_ids=invoice_ids)
+        when unchanged or held; ``other_companies`` sends them even when they are linked to
+        another QuickBooks company). Returns the (binding, invoice) pairs QuickBooks refused
+        as stale, for the importer to compare."""
+        invoices = invoices_for_push(
+            config=self.ctx.config, invoice_ids=invoice_ids, other_companies=other_companies
+        )
         records = self.binder.invoice_records([inv.pk for inv in invoices])
         to_write: list[Pair] = []
         voids: list[Pair] = []
@@ -389,8 +396,14 @@ class Exporter(BatchWriter):
         return problems
 
     def push_list(self, adapter: NameListAdapter) -> None:
-        """Bind every active portal record of a name list (the items quick sync)."""
-        local = {obj.pk: obj for obj in adapter.model.objects.filter(active=True)}
+        """Bind every active portal record of a name list (the items quick sync), but those
+        linked to another QuickBooks company (an invoice sent here takes them along)."""
+        active = linked_elsewhere(
+            adapter.model.objects.filter(active=True),
+            kind=adapter.kind,
+            connection_id=self.ctx.connection.pk,
+        )
+        local = {obj.pk: obj for obj in active}
         self.log.progress(total=len(local))
         self.ensure(adapter, local)
         self.log.progress(done=len(local))

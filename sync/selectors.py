@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from integrations.models import Connection
 from portal.models import Invoice, Item
+from sync.entities.invoice import linked_elsewhere
 from sync.models import SyncEvent, SyncRecord, SyncRun, TaxMapping
 
 S = SyncRecord.Status
@@ -19,6 +20,20 @@ def tax_mapping_codes(*, connection: Connection) -> dict[int, int]:
     return dict(
         TaxMapping.objects.filter(connection=connection).values_list("tax_rate_id", "tax_code_id")
     )
+
+
+def linked_counts(*, connection: Connection) -> dict[str, int]:
+    """{"invoice", "customer", "item": how many portal records are linked to a QuickBooks
+    object of the connection}."""
+    counts = dict(
+        SyncRecord.objects.filter(connection=connection)
+        .exclude(qbo_id="")
+        .filter(Q(invoice__isnull=False) | Q(customer__isnull=False) | Q(item__isnull=False))
+        .values_list("object_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {kind: counts.get(kind, 0) for kind in ("invoice", "customer", "item")}
 
 
 def items_with_bindings(*, connection: Connection) -> QuerySet[Item]:
@@ -86,11 +101,27 @@ def record_get(*, record_id: int) -> SyncRecord | None:
     return SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
 
 
+def invoices_linked_elsewhere(*, connection: Connection) -> int:
+    """Portal invoices linked to another QuickBooks company and not to this one (left out of
+    this company's pushes)."""
+    total = Invoice.objects.count()
+    if not total:
+        return 0
+    here = linked_elsewhere(Invoice.objects.all(), kind="invoice", connection_id=connection.pk)
+    return total - here.count()
+
+
 def invoice_status_counts(*, connection: Connection) -> dict[str, int]:
-    """{binding status: invoices}; portal invoices without a binding count as not synced."""
+    """{binding status: invoices}; portal invoices without a binding count as not synced,
+    but those linked to another QuickBooks company (``invoices_linked_elsewhere``)."""
     records = SyncRecord.objects.filter(connection=connection, object_type="invoice")
     by_status = dict(records.values_list("status").annotate(n=Count("id")).order_by())
-    unbound = max(0, Invoice.objects.count() - sum(by_status.values()))
+    unbound = max(
+        0,
+        Invoice.objects.count()
+        - sum(by_status.values())
+        - invoices_linked_elsewhere(connection=connection),
+    )
     by_status[S.NOT_SYNCED] = by_status.get(S.NOT_SYNCED, 0) + unbound
     return by_status
 

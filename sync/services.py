@@ -115,8 +115,13 @@ def sync_run(
             on_progress=on_progress,
             heartbeat=Heartbeat(lease),
         )
+        # Invoices linked to another QuickBooks company are sent only when staff pick them
+        # (Sync now on the invoice or on a selection), never by themselves.
+        chosen = trigger == SyncRun.Trigger.BUTTON and invoice_ids is not None
         with sync_writing():
-            _run_steps(ctx, direction=direction, invoice_ids=invoice_ids, force=force)
+            _run_steps(
+                ctx, direction=direction, invoice_ids=invoice_ids, force=force, chosen=chosen
+            )
         if not dry_run and direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
             config.__class__.objects.filter(pk=config.pk).update(last_push_at=timezone.now())
         status, message = SyncRun.Status.DONE, ""
@@ -208,12 +213,17 @@ def runs_end_dead(*, connection: Connection, before: SyncRun | None = None) -> i
 
 
 def _run_steps(
-    ctx: SyncContext, *, direction: str, invoice_ids: list[int] | None, force: bool
+    ctx: SyncContext,
+    *,
+    direction: str,
+    invoice_ids: list[int] | None,
+    force: bool,
+    chosen: bool = False,
 ) -> None:
     exporter, importer = Exporter(ctx), Importer(ctx)
     exporter.replay_uncertain()
     if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
-        stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force)
+        stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force, other_companies=chosen)
         exporter.push_updates(importer.reconcile_stale(stale), whole=importer.send_whole)
         # Creates whose answer this push lost are settled now if QuickBooks answers again,
         # and so before the pull reads the feed, where they may show as new invoices.

@@ -130,3 +130,25 @@ def test_auditors_cannot_retry_sync_records(client, login, connection, invoices,
     assert queued == []
     record.refresh_from_db()
     assert record.status == "failed"
+
+
+def test_dashboard_counts_invoices_linked_to_another_company_apart(
+    client, login, connection, invoices
+):
+    from integrations.models import Connection
+
+    old = Connection.objects.create(
+        environment="emulator", realm_id="4620816365000000000", company_name="Old Books",
+        status=Connection.Status.DISCONNECTED,
+    )  # fmt: skip
+    linked_there, _plain = invoices(2)
+    SyncRecord.objects.create(
+        connection=old, object_type="invoice", invoice=linked_there, qbo_id="12", status="synced"
+    )
+    login(AUDITORS)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert '<span class="ll-badge not_synced">Not synced: 1</span>' in page
+    assert (
+        '<p id="qbo-count-elsewhere">1 more invoice linked to another QuickBooks company: not '
+        "sent to Sandbox Company unless sent one by one with Sync now.</p>" in page
+    )

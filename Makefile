@@ -32,12 +32,14 @@ migrate: install .env
 	$(BIN)/python manage.py createcachetable
 
 ## demo: install, migrate, load demo data, then run the QuickBooks emulator, the worker and the
-## server until Ctrl-C. Nothing is connected: press Connect and pick a company on the emulator.
+## server until Ctrl-C. The demo login keeps its password (DEMO_PASSWORD in .env) across starts;
+## the last lines say it again, and whether QuickBooks is connected or Connect is to be pressed.
 ## Ctrl-C reaches the emulator and the worker, which stop themselves (a second signal would
 ## interrupt the worker's own shutdown); the server, started in the background, ignores it and
 ## is stopped here. If any of the three stops, the others are stopped too.
 demo: migrate
 	@mkdir -p run
+	@$(BIN)/python -m portal.bootstrap_env
 	@login="$$($(BIN)/python manage.py load_demo_data)" || { echo "$$login"; exit 1; }; \
 	echo "$$login"; \
 	export QBO_ENVIRONMENT=emulator \
@@ -73,7 +75,7 @@ demo: migrate
 	echo; \
 	echo "Ledgerlink is running: $(DEMO_URL)/admin/  (Ctrl-C stops it)"; \
 	echo "QuickBooks emulator:   http://$(HOST):$(EMULATOR_PORT)  (its consent page opens on Connect)"; \
-	echo "Sign in with the login above, open QuickBooks and press Connect to QuickBooks."; \
+	echo "$$login" | tail -n 2; \
 	wait -n; status=$$?; \
 	echo "A demo process stopped (exit status $$status); stopping the others."; \
 	exit $$status

@@ -3,27 +3,52 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Prefetch, Subquery, Value
 from django.db.models.functions import Coalesce, Lower
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 from django.views.decorators.http import require_POST
+from import_export.admin import ExportMixin
+from import_export.formats import base_formats
 
 from integrations.admin_text import InvoiceTaxNotes, TaxRateMappingNotes
 from integrations.quickbooks.endpoints import endpoints_for
 from portal.admin_site import qbo_connection
+from portal.exports import InvoiceResource
 from portal.forms import InvoiceLineForm
 from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate, User
+from portal.selectors import (
+    HistoryEntry,
+    invoice_number_next,
+    item_line_defaults,
+    record_history,
+)
 from sync import tasks
-from sync.models import SyncRecord
+from sync.models import SyncEvent, SyncRecord
 from sync.services import records_retry
 
 SYNC_STATUS_LABELS = dict(SyncRecord.Status.choices)
+# How an invoice's History page names the sync's events about it.
+SYNC_EVENT_ACTIONS = {
+    "created": "Sent to QuickBooks (created)",
+    "updated": "Sent to QuickBooks (updated)",
+    "voided": "Sent to QuickBooks (voided)",
+    "failed": "Not sent: QuickBooks sync failed",
+    "skipped": "Not sent",
+    "uncertain": "Sent, answer not received",
+    "conflict": "Held: changed on both sides",
+    "checked": "Checked against QuickBooks",
+    "linked": "Linked to a QuickBooks invoice",
+}
 
 
 class SyncRecordsGoWithTheirObject:
@@ -50,6 +75,55 @@ class SyncRecordsGoWithTheirObject:
         return deleted, counts, perms_needed, protected
 
 
+class ChangeHistoryAdmin:
+    """The History page lists who or what changed which field, and when (``portal.history``),
+    newest first: staff by name, the sync by its run ("QuickBooks sync (pull, run 12)")."""
+
+    history_lines: str | None = None  # the related lines listed with the record
+    history_per_page = 50
+
+    def history_entries(self, obj) -> list[HistoryEntry]:
+        return record_history(obj=obj, lines=self.history_lines)
+
+    def history_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        entries = sorted(self.history_entries(obj), key=lambda e: e.when, reverse=True)
+        paginator = Paginator(entries, self.history_per_page)
+        page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"History: {obj}",
+            "subtitle": None,
+            "entries": page,
+            "page_range": paginator.get_elided_page_range(page.number),
+            "page_var": PAGE_VAR,
+            "pagination_required": paginator.num_pages > 1,
+            "module_name": str(capfirst(self.opts.verbose_name_plural)),
+            "object": obj,
+            "opts": self.opts,
+            "preserved_filters": self.get_preserved_filters(request),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/portal/change_history.html", context)
+
+
+class CsvExportAdmin(ExportMixin):
+    """An *Export CSV* button on the list: the rows it shows (its filters, search and order),
+    downloaded at once for anyone who may view them (``IMPORT_EXPORT_EXPORT_PERMISSION_CODE``)."""
+
+    skip_export_form = True
+    formats = [base_formats.CSV]
+
+    def get_export_filename(self, request, queryset, file_format):
+        name = str(self.opts.verbose_name_plural).replace(" ", "-")
+        return f"{name}-{timezone.localtime():%Y-%m-%d-%H%M}.{file_format.get_extension()}"
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ["username", "email", "first_name", "last_name", "is_staff", "roles"]
@@ -64,7 +138,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
+class CustomerAdmin(ChangeHistoryAdmin, SyncRecordsGoWithTheirObject, admin.ModelAdmin):
     list_display = [
         "display_name",
         "parent",
@@ -104,7 +178,7 @@ class CustomerAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
+class ItemAdmin(ChangeHistoryAdmin, SyncRecordsGoWithTheirObject, admin.ModelAdmin):
     list_display = ["name", "sku", "type", "sales_price", "quantity_on_hand", "taxable", "active"]
     list_filter = ["type", "taxable", "active"]
     search_fields = ["name", "sku", "description"]
@@ -116,6 +190,27 @@ class ItemAdmin(SyncRecordsGoWithTheirObject, admin.ModelAdmin):
         "quantity_on_hand",
         ("taxable", "active"),
     ]
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/defaults/",
+                self.admin_site.admin_view(self.line_defaults_view),
+                name="{}_{}_defaults".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def line_defaults_view(self, request, object_id):
+        """What choosing the item fills into an invoice line, as JSON (the invoice form's
+        script asks for it); for those who may view items."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied("You may not view items.")
+        item = self.get_object(request, unquote(object_id))
+        if item is None:
+            raise Http404("No such item.")
+        return JsonResponse(item_line_defaults(item=item))
 
 
 @admin.register(TaxRate)
@@ -153,11 +248,13 @@ class InvoiceLineInline(admin.TabularInline):
 
     @admin.display(description="Kind")
     def line_kind(self, line: InvoiceLine) -> str:
+        # data-kind tells the totals script how the line counts (a discount subtracts).
         if line.pk is None or line.editable:
-            return line.get_kind_display()
+            return format_html('<span data-kind="{}">{}</span>', line.kind, line.get_kind_display())
         return format_html(
-            '{}<div class="ll-note">From QuickBooks, kept as it is there; '
-            "edit it in QuickBooks.</div>",
+            '<span data-kind="{}">{}</span><div class="ll-note">From QuickBooks, kept as it is '
+            "there; edit it in QuickBooks.</div>",
+            line.kind,
             line.get_kind_display(),
         )
 
@@ -182,19 +279,26 @@ class SyncStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(SyncRecordsGoWithTheirObject, InvoiceTaxNotes, admin.ModelAdmin):
-    # The QuickBooks columns come early so they show without scrolling at laptop widths.
+class InvoiceAdmin(
+    ChangeHistoryAdmin,
+    CsvExportAdmin,
+    SyncRecordsGoWithTheirObject,
+    InvoiceTaxNotes,
+    admin.ModelAdmin,
+):
+    # The key columns (sync status, QuickBooks no., status, total) come first, so they show
+    # without scrolling at 1280 px beside the filters; the rest scroll sideways after them.
     list_display = [
         "number",
         "customer",
         "qbo_sync_status",
-        "qbo_sync_details",
         "qbo_number",
-        "qbo_link",
         "status",
+        "total",
+        "qbo_sync_details",
+        "qbo_link",
         "issue_date",
         "due_date",
-        "total",
         "currency",
     ]
     list_filter = [SyncStatusFilter, "status", "issue_date", "currency"]
@@ -214,6 +318,47 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, InvoiceTaxNotes, admin.ModelAdm
     ]
     actions = ["sync_now", "retry_failed"]
     change_form_template = "admin/portal/invoice/change_form.html"
+    history_lines = "lines"
+    resource_classes = [InvoiceResource]
+
+    def history_entries(self, obj: Invoice) -> list[HistoryEntry]:
+        """The invoice's and its lines' changes, and what the sync did with it: each event
+        of its binding (sent, refused, held...), linked to its run. A pull's own changes are
+        listed field by field, so its "updated from QuickBooks" event is left out."""
+        entries = super().history_entries(obj)
+        events = (
+            SyncEvent.objects.filter(record__invoice=obj)
+            .exclude(action="pulled")
+            .select_related("run")
+        )
+        for event in events:
+            entries.append(
+                HistoryEntry(
+                    when=event.created_at,
+                    by=f"QuickBooks sync (run {event.run_id})",
+                    action=SYNC_EVENT_ACTIONS.get(event.action, "QuickBooks sync"),
+                    changes=[],
+                    url=reverse("admin:quickbooks_run", args=[event.run_id]),
+                    note=event.message,
+                )
+            )
+        return entries
+
+    class Media:
+        # Fills a line from its item and updates amounts and totals as staff type.
+        js = ["portal/invoice_form.js"]
+
+    def get_changeform_initial_data(self, request):
+        return {"number": invoice_number_next(), **super().get_changeform_initial_data(request)}
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and "number" in form.base_fields:
+            form.base_fields["number"].help_text = (
+                "Suggested: the next number after the highest one ending in digits "
+                "(INV-1006 is followed by INV-1007). Change it if needed."
+            )
+        return form
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -369,6 +514,14 @@ class InvoiceAdmin(SyncRecordsGoWithTheirObject, InvoiceTaxNotes, admin.ModelAdm
         ]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["invoice_form_config"] = {
+            # The item's URL with 0 for its id; the script puts the chosen item's id in.
+            "itemDefaultsUrl": reverse("admin:portal_item_defaults", args=[0]),
+            "taxRates": {
+                str(pk): f"{percent:f}"
+                for pk, percent in TaxRate.objects.values_list("pk", "percent")
+            },
+        }
         if obj is not None and obj.pk:
             connection = qbo_connection(request)
             record = self.qbo_record(obj)

@@ -35,6 +35,9 @@ def main(path: Path = ENV_FILE) -> int:
         ).decode()
     if not values.get("DEBUG"):
         additions["DEBUG"] = "true"
+    if not values.get("DEMO_PASSWORD"):
+        # The demo login's password, the same on every `make demo` (load_demo_data).
+        additions["DEMO_PASSWORD"] = secrets.token_urlsafe(12)
     if additions:
         with path.open("a") as handle:
             if path.stat().st_size and not path.read_text().endswith("\n"):

@@ -1,10 +1,12 @@
-"""Enforce two-factor for staff when STAFF_REQUIRE_MFA is on."""
+"""Middleware: two-factor for staff when STAFF_REQUIRE_MFA is on; one change unit per request."""
 
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import reverse
+
+from portal.history import change_unit
 
 
 class StaffMFARequiredMiddleware:
@@ -37,3 +39,13 @@ class StaffMFARequiredMiddleware:
             "/integrations/"
         )
         return protected and not is_mfa_enabled(user)
+
+
+def change_unit_middleware(get_response):
+    """One request's writes are one change of each record in its history (``portal.history``)."""
+
+    def middleware(request):
+        with change_unit():
+            return get_response(request)
+
+    return middleware

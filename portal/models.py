@@ -12,7 +12,10 @@ from django.core.validators import MinValueValidator, validate_email
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
+from portal.changes import InvoiceLineQuerySet, InvoiceQuerySet, bump, stamping
+from portal.history import HistoryFields, update_with_history
 from portal.money import ZERO, round_money
 
 
@@ -61,6 +64,13 @@ class User(AbstractUser):
         self.email = type(self).objects.normalize_email(self.email)
 
 
+def change_history(**options) -> HistoricalRecords:
+    """Change history for a portal record (``portal.history``): who or what changed which
+    field, and when. The timestamps are left out: each row has its own date."""
+    options["excluded_fields"] = ["created_at", "updated_at", *options.get("excluded_fields", [])]
+    return HistoricalRecords(bases=[HistoryFields], **options)
+
+
 class TimestampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -92,6 +102,8 @@ class Customer(TimestampedModel):
         help_text="For a sub-customer or project in QuickBooks, the customer it belongs to "
         "(set in QuickBooks).",
     )
+
+    history = change_history()
 
     class Meta:
         ordering = [Lower("display_name")]
@@ -133,6 +145,8 @@ class Item(TimestampedModel):
     )
     taxable = models.BooleanField(default=True)
     active = models.BooleanField(default=True)
+
+    history = change_history()
 
     class Meta:
         ordering = ["name"]
@@ -208,6 +222,12 @@ class Invoice(TimestampedModel):
     total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
     # Payments are recorded in QuickBooks; the pull brings back how much of the total is paid.
     amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
+    # Moves up with every change to the invoice or its lines (``portal.changes``).
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    objects = InvoiceQuerySet.as_manager()
+    # The version only counts changes (``portal.changes``); the history shows the changes.
+    history = change_history(excluded_fields=["version"])
 
     class Meta:
         ordering = ["-issue_date", "-number"]
@@ -217,6 +237,17 @@ class Invoice(TimestampedModel):
 
     def __str__(self) -> str:
         return f"Invoice {self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        stamped = stamping() and not self._state.adding
+        if stamped:
+            # Counted in the database, so concurrent changes never reuse a version.
+            self.version = models.F("version") + 1
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
+        super().save(*args, **kwargs)
+        if stamped:
+            self.refresh_from_db(fields=["version"])
 
     def clean(self) -> None:
         # Only what QuickBooks itself refuses is refused here; portal-only rules are warnings
@@ -270,10 +301,8 @@ class Invoice(TimestampedModel):
     def refresh_totals(self) -> None:
         """Recompute and store subtotal, tax and total from the saved lines."""
         lines = self.lines.select_related("tax_rate")
-        self.subtotal, self.tax_total, self.total = self.compute_totals(lines)
-        Invoice.objects.filter(pk=self.pk).update(
-            subtotal=self.subtotal, tax_total=self.tax_total, total=self.total
-        )
+        subtotal, tax_total, total = self.compute_totals(lines)
+        update_with_history(self, subtotal=subtotal, tax_total=tax_total, total=total)
 
 
 class InvoiceLine(models.Model):
@@ -314,6 +343,10 @@ class InvoiceLine(models.Model):
     qbo_line_id = models.CharField("QuickBooks line id", max_length=20, blank=True)
     qbo_detail = models.JSONField(null=True, blank=True, editable=False)
 
+    objects = InvoiceLineQuerySet.as_manager()
+    # QuickBooks' copy of the line (qbo_detail) is bookkeeping, not a change anyone made.
+    history = change_history(excluded_fields=["qbo_detail"])
+
     class Meta:
         ordering = ["position", "id"]
 
@@ -340,6 +373,13 @@ class InvoiceLine(models.Model):
         if computed is not None:
             self.amount = computed
         super().save(*args, **kwargs)
+        bump([self.invoice_id])
+
+    def delete(self, *args, **kwargs):
+        invoice_id = self.invoice_id
+        result = super().delete(*args, **kwargs)
+        bump([invoice_id])
+        return result
 
     @property
     def editable(self) -> bool:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from portal.history import change_unit
 from portal.models import Customer, Invoice, InvoiceLine, Item, TaxRate, User
 from portal.roles import SYNC_ADMINISTRATORS
 
@@ -20,10 +21,11 @@ def invoice_save_lines(*, invoice: Invoice, lines: list[dict]) -> Invoice:
 
     Each line's amount and the invoice's totals are computed, never taken from input.
     """
-    invoice.lines.all().delete()
-    for position, values in enumerate(lines, start=1):
-        InvoiceLine.objects.create(invoice=invoice, position=position, **values)
-    invoice.refresh_totals()
+    with change_unit():
+        invoice.lines.all().delete()
+        for position, values in enumerate(lines, start=1):
+            InvoiceLine.objects.create(invoice=invoice, position=position, **values)
+        invoice.refresh_totals()
     return invoice
 
 
@@ -49,13 +51,21 @@ class DemoResult:
     username: str
     password: str
     created: dict[str, int]
+    # How the login's password came to be: "new" (the login was made), "kept" (it already
+    # had this password) or "reset" (it had another, and now has this one).
+    password_state: str = "new"
 
 
 @transaction.atomic
-def demo_data_load(*, today: date | None = None, username: str = "demo") -> DemoResult:
-    """Load a small, idempotent demo data set and (re)create the ``demo`` staff login.
+def demo_data_load(
+    *, today: date | None = None, username: str = "demo", password: str = ""
+) -> DemoResult:
+    """Load a small, idempotent demo data set and make sure the ``demo`` staff login exists
+    with ``password`` (a fresh one when empty, for a login that is new or whose password is
+    not known).
 
-    The login's password is new each time and returned so the caller can print it.
+    The same ``password`` on every start keeps the login's password as it is; the result says
+    whether it was kept, set on a new login, or reset from another one.
     """
     today = today or date.today()
     created = {"tax rates": 0, "customers": 0, "items": 0, "invoices": 0}
@@ -123,13 +133,20 @@ def demo_data_load(*, today: date | None = None, username: str = "demo") -> Demo
             )
         created["invoices"] += new
 
-    password = secrets.token_urlsafe(12)
-    user, _ = User.objects.get_or_create(
+    user, new = User.objects.get_or_create(
         username=username, defaults={"email": f"{username}@ledgerlink.example"}
     )
+    password = password or secrets.token_urlsafe(12)
+    if new or not user.has_usable_password():
+        state = "new"
+    elif user.check_password(password):
+        state = "kept"
+    else:
+        state = "reset"
+    if state != "kept":
+        user.set_password(password)
     user.is_staff = True
     user.is_active = True
-    user.set_password(password)
     user.save()
     user.groups.add(Group.objects.get(name=SYNC_ADMINISTRATORS))
-    return DemoResult(username=username, password=password, created=created)
+    return DemoResult(username=username, password=password, created=created, password_state=state)

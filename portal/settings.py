@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "django_q",
+    "simple_history",
+    "import_export",
     "portal.apps.PortalConfig",
     "integrations.apps.IntegrationsConfig",
     "sync.apps.SyncConfig",
@@ -62,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.StaffMFARequiredMiddleware",
+    # Changes staff make carry their name, and one request's changes read as one change.
+    "simple_history.middleware.HistoryRequestMiddleware",
+    "portal.middleware.change_unit_middleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -201,6 +206,15 @@ if config.bool("BEHIND_PROXY", False):
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# The `demo` login's password, kept across `make demo` starts (load_demo_data); demo only.
+DEMO_PASSWORD = config.str("DEMO_PASSWORD", "")
+
+# --- Admin: change history, CSV exports ------------------------------------------------------
+# The History page shows who changed what (portal.history); it never puts an old version back.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+# Lists export what they show as CSV to those who may view the records (export only).
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+
 # --- QuickBooks Online --------------------------------------------------------------------------
 QBO_ENVIRONMENT = config.choice(
     "QBO_ENVIRONMENT", "emulator", ("emulator", "sandbox", "production")
@@ -241,11 +255,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Refusals the portal means (403, 400) in one line; unexpected errors with a traceback.
+    "filters": {"expected_refusals": {"()": "portal.logfilters.ExpectedRefusals"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["expected_refusals"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     # The app's loggers hand records to the root's handler (so test capture sees them too).
     "loggers": {
-        name: {"level": LOG_LEVEL}
-        for name in ("portal", "integrations", "sync", "qbo_emulator.webhooks")
+        **{
+            name: {"level": LOG_LEVEL}
+            for name in ("portal", "integrations", "sync", "qbo_emulator.webhooks")
+        },
+        # Filtered where they are logged too, so every handler gets them in one line.
+        "django.request": {"filters": ["expected_refusals"]},
     },
 }

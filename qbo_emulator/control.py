@@ -1,8 +1,9 @@
 """The emulator's own control endpoint under ``/_emulator/`` (outside ``/v3``).
 
 Lets tests and demos reset a realm, change data as a person in the QBO UI would (with
-SyncToken bumps, webhooks and CDC like any change), read the request log, move the clock and
-set levers. It has no authentication: the emulator is a local tool.
+SyncToken bumps, webhooks and CDC like any change, including merging one customer into
+another), read the request log, move the clock and set levers. It has no authentication:
+the emulator is a local tool.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .server import Emulator
 
 REALM_PATH = re.compile(r"^/_emulator/realms/([^/]+)/([A-Za-z]+)$")
+MERGE_PATH = re.compile(r"^/_emulator/realms/([^/]+)/customer/merge$", re.IGNORECASE)
 
 
 class Control:
@@ -55,6 +57,9 @@ class Control:
         if path == "/_emulator/state/save" and method == "POST":
             self.emu.save_state()
             return Response.json({"saved": bool(self.emu.config.state_file)})
+        match = MERGE_PATH.match(path)
+        if match and method == "POST":
+            return self._merge(match.group(1), body)
         match = REALM_PATH.match(path)
         if match:
             return self._entity(request, match.group(1), match.group(2), method)
@@ -186,6 +191,26 @@ class Control:
         except errors.ApiError as exc:
             return Response.json({"Fault": exc.fault()}, status=exc.status)
         return Response.json({entity: result})
+
+    def _merge(self, realm_id: str, body: dict) -> Response:
+        """Merge customer ``body["from"]`` into ``body["into"]`` (both Ids) as a QuickBooks
+        user does, by renaming one to the other's name; answers the surviving customer."""
+        realm = self.emu.realms.get(realm_id)
+        if realm is None:
+            return _error(404, f"Unknown realm {realm_id}")
+        try:
+            with realm.lock:
+                company = self.emu.company(realm)
+                company.user = "QuickBooks User"
+                try:
+                    survivor = company.merge_customer(
+                        str(body.get("from") or ""), str(body.get("into") or "")
+                    )
+                finally:
+                    self.emu.publish(realm_id, company.events)
+        except errors.ApiError as exc:
+            return Response.json({"Fault": exc.fault()}, status=exc.status)
+        return Response.json({"Customer": survivor, "deletedId": str(body["from"])})
 
     def _exchange_rates(self, request: Request, realm) -> Response:
         """GET lists the realm's rate table; POST sets a rate for a date as a QuickBooks user

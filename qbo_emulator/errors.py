@@ -148,16 +148,29 @@ def business(detail: str, element: str = "") -> ApiError:
     )
 
 
-def duplicate_name(kind: str) -> ApiError:
-    others = {
-        "Customer": "Another customer, vendor or employee is already using this name.",
-        "Item": "Another product or service is already using this name.",
-        "Account": "Another account is already using this name.",
-    }[kind]
+NAME_SPACE_TAKEN = "Another customer, vendor or employee is already using this name."
+NAME_TAKEN = {
+    "Customer": NAME_SPACE_TAKEN,
+    "Vendor": NAME_SPACE_TAKEN,
+    "Employee": NAME_SPACE_TAKEN,
+    "Item": "Another product or service is already using this name.",
+    "Account": "Another account is already using this name.",
+}
+
+
+def duplicate_name(kind: str, holder: str | None = None) -> ApiError:
+    """6240 for a name already used in ``kind``'s name space.
+
+    QBO's Detail does not say which list holds the name (it names all three), and its
+    ``element`` is empty. UNCONFIRMED, an emulator addition: for customers, vendors and
+    employees ``element`` names the list that holds it, as ``"Vendor.DisplayName"``, and
+    the Detail stays QBO's.
+    """
     return validation(
         "6240",
         "Duplicate Name Exists Error",
-        f"The name supplied already exists. : {others} Please use a different name.",
+        f"The name supplied already exists. : {NAME_TAKEN[kind]} Please use a different name.",
+        f"{holder}.DisplayName" if holder else "",
     )
 
 

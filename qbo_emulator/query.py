@@ -13,7 +13,7 @@ Grammar (keywords case-insensitive, any whitespace including newlines between to
     <cond> := <field> (= | < | > | <= | >=) <literal>
             | <field> IN (<literal>, ...)
             | <field> LIKE '<pattern with %>'
-    <literal> := 'string with \\' escapes' | number | true | false
+    <literal> := 'string with \\' and \\\\ escapes' | number | true | false
 
 Errors carry QBO's codes: 4000 "Error parsing query" for anything the grammar refuses,
 4001 "Invalid query" for a statement that parses but is not allowed, 4002 "Error processing
@@ -221,15 +221,21 @@ def _match_token(statement: str, pos: int) -> tuple[str, re.Match[str] | None]:
 def _read_string(statement: str, start: int, line: int, column: int) -> tuple[str, int]:
     r"""Read a single-quoted literal starting at ``start``; return its value and end offset.
 
-    ``\'`` is a quote and ``\\`` a backslash, as Intuit documents; any other backslash is kept
-    as written so that names containing one still match.
+    ``\'`` is a quote, as Intuit documents, and ``\\`` a backslash. An unescaped quote ends
+    the literal, so a name written with a bare ``'`` leaves text the parser refuses (4000).
+    Any other backslash is a lexical error, 4000 too (UNCONFIRMED: QBO's parser reports
+    JavaCC-style errors, and a JavaCC string token admits only the escapes it lists), so a
+    name holding a backslash must be sent with it doubled.
     """
     chars: list[str] = []
     pos = start + 1
     while pos < len(statement):
         char = statement[pos]
-        if char == "\\" and pos + 1 < len(statement) and statement[pos + 1] in "'\\":
-            chars.append(statement[pos + 1])
+        if char == "\\":
+            escaped = statement[pos + 1 : pos + 2]
+            if escaped not in ("'", "\\"):
+                raise _bad_escape(statement, start, pos, line, column)
+            chars.append(escaped)
             pos += 2
         elif char == "'":
             return "".join(chars), pos + 1
@@ -239,6 +245,22 @@ def _read_string(statement: str, start: int, line: int, column: int) -> tuple[st
     raise _parser_error(
         f"Invalid content. Lexical error at line {line}, column {column}.  "
         f'Encountered: <EOF> after : "{statement[start:]}"'
+    )
+
+
+def _bad_escape(statement: str, start: int, pos: int, line: int, column: int) -> QueryError:
+    """The lexical error for a backslash that escapes neither a quote nor a backslash."""
+    at = column + (pos - start) + 1
+    after = statement[start : pos + 1]
+    if pos + 1 >= len(statement):
+        return _parser_error(
+            f"Invalid content. Lexical error at line {line}, column {at}.  "
+            f'Encountered: <EOF> after : "{after}"'
+        )
+    char = statement[pos + 1]
+    return _parser_error(
+        f"Invalid content. Lexical error at line {line}, column {at}.  "
+        f'Encountered: "{char}" ({ord(char)}), after : "{after}"'
     )
 
 

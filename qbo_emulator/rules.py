@@ -14,12 +14,24 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from . import errors
 from .clock import Clock, iso_seconds, iso_utc
-from .store import NAME_LISTS, SINGLETONS, TRANSACTIONS, Realm
+from .store import NAME_LISTS, NAME_SPACE, SINGLETONS, TRANSACTIONS, Realm
 
 CENT = Decimal("0.01")
 DELETED_SUFFIX = " (deleted)"
 DELETED_NAME = re.compile(r" \(deleted(?:-\d+)?\)$")
 FORBIDDEN_NAME_CHARS = (":", "\t", "\n")
+PERSON_NAME_FIELDS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+NAME_LENGTHS = (
+    ("Title", 16),
+    ("Suffix", 16),
+    ("GivenName", 100),
+    ("MiddleName", 100),
+    ("FamilyName", 100),
+    ("CompanyName", 100),
+    ("DisplayName", 500),
+    ("PrintOnCheckName", 110),
+    ("Notes", 1024),
+)
 
 
 def _fields(text: str) -> frozenset[str]:
@@ -43,6 +55,20 @@ ALLOWED_FIELDS: dict[str, frozenset[str]] = {
         "ResaleNum TaxExemptionReasonId ARAccountRef PrimaryTaxIdentifier "
         "SecondaryTaxIdentifier CustomerTypeRef BusinessNumber GSTIN GSTRegistrationType "
         "IsProject ClientEntityId Source V4IDPseudonym TaxRegimeRef"
+    ),
+    "Vendor": _fields(
+        "Title GivenName MiddleName FamilyName Suffix DisplayName CompanyName "
+        "PrintOnCheckName Active PrimaryPhone AlternatePhone Mobile Fax PrimaryEmailAddr "
+        "WebAddr OtherContactInfo BillAddr ShipAddr OtherAddr Notes TaxIdentifier TermRef "
+        "Balance OpenBalanceDate BillRate CostRate AcctNum Vendor1099 T4AEligible "
+        "T5018Eligible CurrencyRef APAccountRef HasTPAR TaxReportingBasis BusinessNumber "
+        "GSTIN GSTRegistrationType VendorPaymentBankDetail Source V4IDPseudonym"
+    ),
+    "Employee": _fields(
+        "Title GivenName MiddleName FamilyName Suffix DisplayName PrintOnCheckName Active "
+        "PrimaryPhone Mobile PrimaryEmailAddr PrimaryAddr OtherContactInfo EmployeeNumber "
+        "SSN BillableTime BillRate CostRate BirthDate Gender HiredDate ReleasedDate "
+        "Organization V4IDPseudonym"
     ),
     "Item": _fields(
         "Name Sku Description Active SubItem ParentRef Level FullyQualifiedName Taxable "
@@ -85,6 +111,8 @@ ALLOWED_FIELDS: dict[str, frozenset[str]] = {
 # full update is cleared, as QBO documents).
 READ_ONLY = {
     "Customer": ("Balance", "BalanceWithJobs"),
+    "Vendor": ("Balance",),
+    "Employee": (),
     "Item": (),
     "Account": ("CurrentBalance", "CurrentBalanceWithSubAccounts"),
     "Invoice": (),
@@ -208,8 +236,9 @@ class Company:
         self.realm = realm
         self.clock = clock
         self.user = user
-        # (entity, Id, operation, LastUpdated in UTC) for every change, in order.
-        self.events: list[tuple[str, str, str, str]] = []
+        # (entity, Id, operation, LastUpdated in UTC, merged-away Id or None) for every
+        # change, in order.
+        self.events: list[tuple[str, str, str, str, str | None]] = []
 
     # -- reads ------------------------------------------------------------------------
 
@@ -264,7 +293,7 @@ class Company:
                 if entity == "Preferences":
                     payload = _merge_preference_groups(existing, payload)
                 merged.update(payload)
-                if entity == "Customer" and not str(payload.get("DisplayName", "x")).strip():
+                if entity in NAME_SPACE and not str(payload.get("DisplayName", "x")).strip():
                     # DisplayName cannot be cleared by a sparse update.
                     merged["DisplayName"] = existing.get("DisplayName")
             else:
@@ -294,7 +323,7 @@ class Company:
             self._adjust_stock(existing.get("Line"), None)
         del self.realm.objects[entity][obj_id]
         self.realm.tombstones[entity][obj_id] = iso_seconds(ts)
-        self.events.append((entity, obj_id, "Delete", iso_utc(ts)))
+        self.events.append((entity, obj_id, "Delete", iso_utc(ts), None))
         if entity == "Payment":
             self._refresh_invoices(_linked_invoice_ids(existing), ts)
         else:
@@ -387,7 +416,7 @@ class Company:
 
     def _commit(self, entity: str, obj: dict, operation: str, ts: float) -> None:
         self.realm.objects[entity][obj["Id"]] = obj
-        self.events.append((entity, obj["Id"], operation, iso_utc(ts)))
+        self.events.append((entity, obj["Id"], operation, iso_utc(ts), None))
 
     def _after_write(self, entity: str, existing: dict | None, obj: dict, ts: float) -> None:
         if entity == "Payment":
@@ -465,18 +494,30 @@ class Company:
         return None
 
     def _name_taken(self, entity: str, key: str, value: str, own_id: str | None) -> bool:
+        return self._name_holder(entity, key, value, own_id) is not None
+
+    def _name_holder(self, entity: str, key: str, value: str, own_id: str | None) -> str | None:
+        """The list in which another object already has ``value`` as its ``key``, or None.
+
+        Names compare ignoring case and surrounding spaces. Customers, vendors and
+        employees are one name space (qbo-api.md section 13); other lists are their own.
+        """
         wanted = value.strip().casefold()
-        return any(
-            row["Id"] != own_id and str(row.get(key, "")).strip().casefold() == wanted
-            for row in self.realm.objects[entity].values()
-        )
+        for name in NAME_SPACE if entity in NAME_SPACE else (entity,):
+            for row in self.realm.objects[name].values():
+                mine = name == entity and row["Id"] == own_id
+                if not mine and str(row.get(key, "")).strip().casefold() == wanted:
+                    return name
+        return None
 
     def _unique(self, entity: str, key: str, value: str, own_id: str | None) -> None:
         # Case-insensitive and including inactive objects: QBO renames deactivated names
         # with " (deleted)" precisely so they stop clashing, which implies inactive names
-        # still count (qbo-api.md marks this UNCONFIRMED).
-        if self._name_taken(entity, key, value, own_id):
-            raise errors.duplicate_name(entity)
+        # still count (qbo-api.md marks this UNCONFIRMED). A merged-away customer is gone,
+        # so its name is free.
+        holder = self._name_holder(entity, key, value, own_id)
+        if holder is not None:
+            raise errors.duplicate_name(entity, holder if entity in NAME_SPACE else None)
 
     def _currency(self, out: dict, customer: dict | None = None) -> None:
         """The object's currency, as QuickBooks sets it (qbo-api.md section 13).
@@ -627,27 +668,22 @@ class Company:
             )
         return code
 
-    # -- Customer ---------------------------------------------------------------------
+    # -- Customer, Vendor, Employee ---------------------------------------------------
 
-    def _normalize_customer(self, data: dict, existing: dict | None, include) -> tuple:
-        out = dict(data)
-        for element, maximum in (
-            ("Title", 16),
-            ("Suffix", 16),
-            ("GivenName", 100),
-            ("MiddleName", 100),
-            ("FamilyName", 100),
-            ("CompanyName", 100),
-            ("DisplayName", 500),
-            ("PrintOnCheckName", 110),
-            ("Notes", 1024),
-        ):
+    def _person_name(self, out: dict) -> None:
+        """Check the name and contact fields customers, vendors and employees share, and set
+        a trimmed DisplayName, built from Title, GivenName, MiddleName, FamilyName and Suffix
+        when none is sent.
+
+        Raises 2050 for an over-long field, 6000 for a colon, tab or newline in a name or a
+        malformed email address, and 6080 when there is no name at all.
+        """
+        for element, maximum in NAME_LENGTHS:
             self._check_length(out, element, maximum)
-        name_fields = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
-        self._check_name_chars(out, (*name_fields, "DisplayName"))
+        self._check_name_chars(out, (*PERSON_NAME_FIELDS, "DisplayName"))
         display = str(out.get("DisplayName") or "").strip()
         if not display:
-            display = " ".join(str(out[k]).strip() for k in name_fields if out.get(k))
+            display = " ".join(str(out[k]).strip() for k in PERSON_NAME_FIELDS if out.get(k))
         if not display:
             raise errors.no_name()
         out["DisplayName"] = display
@@ -655,6 +691,10 @@ class Company:
         if email is not None and ("@" not in email or "." not in email):
             # UNCONFIRMED code for a malformed address; QBO reports a validation error.
             raise errors.business("Email Address does not conform to the syntax rules.")
+
+    def _normalize_customer(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        self._person_name(out)
         operation = self._activation("Customer", out, existing, "DisplayName")
         parent = self._ref("Customer", out.get("ParentRef"), "ParentRef", needed=False)
         if parent is not None:
@@ -675,9 +715,99 @@ class Company:
         out.setdefault("Balance", 0.0)
         out.setdefault("BalanceWithJobs", out["Balance"])
         self._currency(out)
-        # Uniqueness is enforced across customers; the emulator has no vendors/employees.
         self._unique("Customer", "DisplayName", out["DisplayName"], existing and existing["Id"])
         return out, operation
+
+    def _normalize_vendor(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        self._person_name(out)
+        # UNCONFIRMED default: Intuit's sample vendors all carry PrintOnCheckName, set to
+        # the DisplayName unless given.
+        out.setdefault("PrintOnCheckName", out["DisplayName"])
+        operation = self._activation("Vendor", out, existing, "DisplayName")
+        out.setdefault("Vendor1099", False)
+        out.setdefault("Balance", 0.0)
+        self._currency(out)
+        self._unique("Vendor", "DisplayName", out["DisplayName"], existing and existing["Id"])
+        return out, operation
+
+    def _normalize_employee(self, data: dict, existing: dict | None, include) -> tuple:
+        out = dict(data)
+        # Intuit's Employee page says GivenName and FamilyName are required; its create
+        # request asks for at least one of them. UNCONFIRMED: the emulator needs one (a
+        # DisplayName alone is refused), with QBO's required-parameter fault.
+        if not any(str(out.get(key) or "").strip() for key in ("GivenName", "FamilyName")):
+            raise errors.required(
+                "GivenName", "Required parameter GivenName or FamilyName is missing in the request"
+            )
+        self._person_name(out)
+        out.setdefault("PrintOnCheckName", out["DisplayName"])
+        for key in ("BirthDate", "HiredDate", "ReleasedDate"):
+            self._date(out.get(key), key)
+        if out.get("SSN"):
+            # QBO never answers an SSN in full (UNCONFIRMED mask: the last four digits kept).
+            out["SSN"] = "XXX-XX-" + re.sub(r"\D", "", str(out["SSN"]))[-4:]
+        out.setdefault("BillableTime", False)
+        operation = self._activation("Employee", out, existing, "DisplayName")
+        self._unique("Employee", "DisplayName", out["DisplayName"], existing and existing["Id"])
+        return out, operation
+
+    # -- Customer merge ---------------------------------------------------------------
+
+    def merge_customer(self, from_id: str, into_id: str) -> dict:
+        """Merge customer ``from_id`` into ``into_id`` and return the survivor, as QBO's UI
+        does when a customer is renamed to another's DisplayName (qbo-api.md section 13).
+
+        The merged customer's invoices and payments move to the survivor, each with a new
+        SyncToken and LastUpdatedTime (so CDC reports them) and an Update event. The merged
+        customer is gone: a read is 610 and CDC reports it ``status: Deleted``. The survivor's
+        Balance is recomputed, and one ``Merge`` event names it, with the merged customer's
+        Id as ``deletedId``. UNCONFIRMED: the survivor gets a new SyncToken and
+        LastUpdatedTime too, so a client holding the old one gets 5010. Raises the faults of
+        ``_merge_pair``.
+        """
+        source, target = self._merge_pair(str(from_id), str(into_id))
+        ts = self.clock.time()
+        ref = {"value": target["Id"], "name": target["DisplayName"]}
+        for entity in ("Invoice", "Payment"):
+            for row in list(self.realm.objects[entity].values()):
+                if (row.get("CustomerRef") or {}).get("value") == source["Id"]:
+                    moved = {**copy.deepcopy(row), "CustomerRef": dict(ref)}
+                    self._stamp(moved, row, entity)
+                    self._commit(entity, moved, "Update", ts)
+        del self.realm.objects["Customer"][source["Id"]]
+        self.realm.tombstones["Customer"][source["Id"]] = iso_seconds(ts)
+        survivor = copy.deepcopy(target)
+        self._stamp(survivor, target, "Customer")
+        self.realm.objects["Customer"][target["Id"]] = survivor
+        self._refresh_customer_balance(target["Id"])
+        self.events.append(("Customer", target["Id"], "Merge", iso_utc(ts), source["Id"]))
+        return self.realm.get("Customer", target["Id"])
+
+    def _merge_pair(self, from_id: str, into_id: str) -> tuple[dict, dict]:
+        """The two customers of a merge, refused where QBO's UI refuses one.
+
+        Raises 2020 without an Id, 2500 for an unknown customer, 610 for an inactive one,
+        and 6000 for a customer merged into itself, one with sub-customers or two of
+        different currencies (UNCONFIRMED codes; the UI shows these as messages).
+        """
+        source = self._ref("Customer", {"value": from_id}, "from")
+        target = self._ref("Customer", {"value": into_id}, "into")
+        if source["Id"] == target["Id"]:
+            raise errors.business("A customer cannot be merged into itself.", "into")
+        if any(
+            (row.get("ParentRef") or {}).get("value") == source["Id"]
+            for row in self.realm.objects["Customer"].values()
+        ):
+            raise errors.business(
+                f"{source['DisplayName']} has sub-customers; move them before merging it.",
+                "from",
+            )
+        home = self._home_currency()
+        currencies = {(c.get("CurrencyRef") or {}).get("value") or home for c in (source, target)}
+        if len(currencies) > 1:
+            raise errors.business("Customers with different currencies cannot be merged.", "into")
+        return source, target
 
     # -- Item -------------------------------------------------------------------------
 

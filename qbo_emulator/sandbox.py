@@ -51,6 +51,7 @@ _CENT = Decimal("0.01")
 _USD = {"value": "USD", "name": "United States Dollar"}
 _FIRST_TXN_ID = 130
 _FIRST_DOC_NUMBER = 1001
+_EXTRA_ADDRESS_IDS = 500  # build_extras() addresses start after this
 _TERMS_DAYS = 30  # DefaultTerms "3" is Net 30 in the sample company.
 _CUSTOMER_MEMO = "Thank you for your business and have a great day!"
 
@@ -227,6 +228,30 @@ _EXCHANGE_RATES: dict[str, tuple[tuple[str, str], ...]] = {
         ("2026-01-01", "0.7285"),
     ),
 }
+# Vendors: Id, DisplayName, CompanyName, email, phone, (Line1, City, State, Zip). Customers,
+# vendors and employees share one Id sequence in QBO (the sample company's vendors start
+# at 30); these Ids are plausible, not Intuit's.
+_VENDORS: tuple[tuple[str, str, str, str, str, tuple[str, ...]], ...] = (
+    (
+        "30",
+        "Books by Bessie",
+        "Books by Bessie",
+        "Books@Intuit.com",
+        "(650) 555-7745",
+        ("15 Main St.", "Palo Alto", "CA", "94303"),
+    ),
+    (
+        "48",
+        "Tania's Nursery",
+        "Tania's Nursery",
+        "plantqueen@taniasnursery.com",
+        "(650) 555-5440",
+        ("1111 Elm St.", "Middlefield", "CA", "94303"),
+    ),
+)
+# Employees: Id, GivenName, FamilyName, EmployeeNumber, hired (days before the company).
+_EMPLOYEES: tuple[tuple[str, str, str, str, int], ...] = (("55", "Emily", "Platt", "E-001", 400),)
+
 # Bundles (Group items): Id, Name, Description, components of (Item Id, Qty).
 _BUNDLES: tuple[tuple[str, str, str, tuple[tuple[str, int], ...]], ...] = (
     ("17", "Design Package", "Garden design package", (("4", 1), ("2", 3))),
@@ -260,15 +285,24 @@ def build_company(realm_id: str, *, company_name: str, now: dt.datetime) -> dict
 def build_extras(*, now: dt.datetime) -> dict[str, Any]:
     """What every emulated realm holds besides `build_company()`'s sample data.
 
-    Returns {"Item": [...], "ExchangeRate": [...]}: the sample company's bundles (Group
-    items) and the currency service's rates into USD. The bundles are kept apart from
-    `build_company()`, whose items all carry the accounts their type requires (a rule its
-    tests pin); a QBO bundle has no account of its own. ExchangeRate objects have no Id.
+    Returns {"Item": [...], "ExchangeRate": [...], "Vendor": [...], "Employee": [...]}: the
+    sample company's bundles (Group items), the currency service's rates into USD, and a few
+    of its vendors and employees. The bundles are kept apart from `build_company()`, whose
+    items all carry the accounts their type requires (a rule its tests pin); a QBO bundle
+    has no account of its own. ExchangeRate objects have no Id. Vendors and employees share
+    the customers' name space, so their names differ from every customer's.
     """
     builder = _CompanyBuilder(company_name="", now=now)
+    # Numbered after build_company()'s addresses, as address Ids are unique in a company.
+    builder._address_ids = _EXTRA_ADDRESS_IDS
     builder.build_accounts()
     builder.build_items()
-    return {"Item": builder.build_bundles(), "ExchangeRate": builder.build_exchange_rates()}
+    return {
+        "Item": builder.build_bundles(),
+        "ExchangeRate": builder.build_exchange_rates(),
+        "Vendor": builder.build_vendors(),
+        "Employee": builder.build_employees(),
+    }
 
 
 def _money(value: Decimal) -> float:
@@ -627,6 +661,48 @@ class _CompanyBuilder:
                 }
             )
         return bundles
+
+    def build_vendors(self) -> list[dict[str, Any]]:
+        vendors = []
+        for index, row in enumerate(_VENDORS):
+            vendor_id, display, company, email, phone, addr = row
+            created = self.created + dt.timedelta(days=1, hours=4, minutes=3 * index)
+            vendors.append(
+                {
+                    "BillAddr": self.address(*addr),
+                    "Balance": 0.0,
+                    "Vendor1099": False,
+                    "CurrencyRef": dict(_USD),
+                    "CompanyName": company,
+                    "DisplayName": display,
+                    "PrintOnCheckName": company,
+                    "Active": True,
+                    "PrimaryPhone": {"FreeFormNumber": phone},
+                    "PrimaryEmailAddr": {"Address": email},
+                    **self.envelope(vendor_id, created),
+                }
+            )
+        return vendors
+
+    def build_employees(self) -> list[dict[str, Any]]:
+        employees = []
+        for index, (employee_id, given, family, number, days) in enumerate(_EMPLOYEES):
+            created = self.created + dt.timedelta(days=1, hours=5, minutes=3 * index)
+            display = f"{given} {family}"
+            employees.append(
+                {
+                    "BillableTime": False,
+                    "GivenName": given,
+                    "FamilyName": family,
+                    "DisplayName": display,
+                    "PrintOnCheckName": display,
+                    "Active": True,
+                    "EmployeeNumber": number,
+                    "HiredDate": self.date(self.created - dt.timedelta(days=days)),
+                    **self.envelope(employee_id, created),
+                }
+            )
+        return employees
 
     def build_exchange_rates(self) -> list[dict[str, Any]]:
         return [

@@ -147,7 +147,8 @@ class Emulator:
         company = build_company(realm_id, company_name=name, now=now)
         extras = build_extras(now=now)
         company["Item"] = [*company["Item"], *extras["Item"]]
-        company["ExchangeRate"] = extras["ExchangeRate"]
+        for key in ("ExchangeRate", "Vendor", "Employee"):
+            company[key] = extras[key]
         realm = Realm(realm_id, name)
         realm.load_company(company)
         return realm
@@ -170,7 +171,7 @@ class Emulator:
     def company(self, realm: Realm) -> Company:
         return Company(realm, self.clock)
 
-    def publish(self, realm_id: str, events: list[tuple[str, str, str, str]]) -> None:
+    def publish(self, realm_id: str, events: list[tuple[str, str, str, str, str | None]]) -> None:
         """Send a batch of change events to the webhook dispatcher and note the change."""
         if not events:
             return
@@ -180,8 +181,10 @@ class Emulator:
         ):
             events.clear()
             return
-        for entity, obj_id, operation, updated in events:
-            self.dispatcher.notify(realm_id, entity, obj_id, operation, updated)
+        for entity, obj_id, operation, updated, deleted_id in events:
+            self.dispatcher.notify(
+                realm_id, entity, obj_id, operation, updated, deleted_id=deleted_id
+            )
         events.clear()
 
     # -- persistence ------------------------------------------------------------------

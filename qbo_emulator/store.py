@@ -13,24 +13,32 @@ ENTITIES = (
     "TaxCode",
     "TaxRate",
     "Customer",
+    "Vendor",
+    "Employee",
     "Item",
     "Invoice",
     "Payment",
     "CompanyInfo",
     "Preferences",
 )
-NAME_LISTS = frozenset({"Account", "Customer", "Item", "TaxCode", "TaxRate"})
-TRANSACTIONS = frozenset({"Invoice", "Payment"})
+NAME_LISTS = frozenset({"Account", "Customer", "Vendor", "Employee", "Item", "TaxCode", "TaxRate"})
+# The lists whose DisplayName is one name space (qbo-api.md sections 8 and 13).
+NAME_SPACE = ("Customer", "Vendor", "Employee")
 SINGLETONS = frozenset({"CompanyInfo", "Preferences"})
 
 
 # QBO numbers all transactions from one sequence (an invoice and a payment never share an
-# Id within a company); name lists keep their own sequences, as the sample company shows.
+# Id within a company); items and accounts keep their own sequences, as the sample company
+# shows. Customers, vendors and employees are all "names" and share one sequence, as the
+# sample company's Ids suggest (customers 1-29, vendors from 30, employees 54-55;
+# UNCONFIRMED).
 TRANSACTIONS = frozenset({"Invoice", "Payment", "SalesReceipt", "CreditMemo", "Estimate", "Bill"})
 
 
 def _id_sequence(entity: str) -> str:
-    return "Transaction" if entity in TRANSACTIONS else entity
+    if entity in TRANSACTIONS:
+        return "Transaction"
+    return "Name" if entity in NAME_SPACE else entity
 
 
 class Realm:
@@ -44,7 +52,8 @@ class Realm:
         self.realm_id = realm_id
         self.company_name = company_name
         self.objects: dict[str, dict[str, dict]] = {name: {} for name in ENTITIES}
-        # Deleted transactions as CDC reports them: entity -> Id -> LastUpdatedTime text.
+        # Deleted transactions and merged-away names as CDC reports them:
+        # entity -> Id -> LastUpdatedTime text.
         self.tombstones: dict[str, dict[str, str]] = {name: {} for name in ENTITIES}
         self.next_ids: dict[str, int] = {}
         self.next_doc_number = 1001

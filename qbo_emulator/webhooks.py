@@ -12,6 +12,9 @@ Choices made where Intuit is silent:
 - `lastUpdated` (and the CloudEvents `time`) are sent in UTC with milliseconds and a "Z", like
   Intuit's samples, whatever offset the caller's timestamp had.
 - A redirect is not followed; it counts as a failed delivery.
+- A `Merge` event names the survivor in `id` and the merged-away entity in `deletedId` (a
+  third-party schema's name; UNCONFIRMED). CloudEvents carry it as `data.deletedId`
+  (UNCONFIRMED: Intuit's samples only show an empty `data`).
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class _Event:
     entity_id: str
     operation: str
     last_updated: str
+    deleted_id: str | None = None
 
 
 @dataclass
@@ -160,12 +164,21 @@ class WebhookDispatcher:
             return list(self._deliveries)
 
     def notify(
-        self, realm_id: str, entity_name: str, entity_id: str, operation: str, last_updated: str
+        self,
+        realm_id: str,
+        entity_name: str,
+        entity_id: str,
+        operation: str,
+        last_updated: str,
+        *,
+        deleted_id: str | None = None,
     ) -> None:
-        """Queue one change; it is sent when its realm's batch window closes."""
+        """Queue one change; it is sent when its realm's batch window closes.
+
+        `deleted_id` is the Id a `Merge` removed (the merged-away entity)."""
         if self.url is None:
             return
-        event = _Event(realm_id, entity_name, entity_id, operation, last_updated)
+        event = _Event(realm_id, entity_name, entity_id, operation, last_updated, deleted_id)
         with self._lock:
             queue = self._queues.setdefault(realm_id, _RealmQueue())
             if not queue.events:
@@ -310,36 +323,41 @@ class WebhookDispatcher:
 
     def _payload(self, realm_id: str, events: list[_Event]) -> bytes:
         if self.cloudevents:
-            body: object = [
-                {
-                    "specversion": "1.0",
-                    "id": str(uuid.uuid4()),
-                    "source": self.source,
-                    "type": cloudevent_type(event.entity_name, event.operation),
-                    "datacontenttype": "application/json",
-                    "time": _utc_millis(event.last_updated),
-                    "intuitentityid": event.entity_id,
-                    "intuitaccountid": realm_id,
-                    "data": {},
-                }
-                for event in events
-            ]
+            body: object = [self._cloudevent(realm_id, event) for event in events]
         else:
-            entities = [
-                {
-                    "name": event.entity_name,
-                    "id": event.entity_id,
-                    "operation": event.operation,
-                    "lastUpdated": _utc_millis(event.last_updated),
-                }
-                for event in events
-            ]
+            entities = [_legacy_entity(event) for event in events]
             body = {
                 "eventNotifications": [
                     {"realmId": realm_id, "dataChangeEvent": {"entities": entities}}
                 ]
             }
         return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+    def _cloudevent(self, realm_id: str, event: _Event) -> dict:
+        data = {"deletedId": event.deleted_id} if event.deleted_id else {}
+        return {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": self.source,
+            "type": cloudevent_type(event.entity_name, event.operation),
+            "datacontenttype": "application/json",
+            "time": _utc_millis(event.last_updated),
+            "intuitentityid": event.entity_id,
+            "intuitaccountid": realm_id,
+            "data": data,
+        }
+
+
+def _legacy_entity(event: _Event) -> dict:
+    entity = {
+        "name": event.entity_name,
+        "id": event.entity_id,
+        "operation": event.operation,
+        "lastUpdated": _utc_millis(event.last_updated),
+    }
+    if event.deleted_id:
+        entity["deletedId"] = event.deleted_id
+    return entity
 
 
 def _utc_millis(timestamp: str) -> str:

@@ -5,6 +5,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from integrations.admin_text import settings_links
+from portal.admin import CsvExportAdmin
+from portal.exports import SyncRecordResource
 from sync import tasks
 from sync.models import SyncEvent, SyncRecord, SyncRun
 from sync.services import records_retry
@@ -100,7 +102,7 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(SyncRecord)
-class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class SyncRecordAdmin(ReadOnlyMixin, CsvExportAdmin, admin.ModelAdmin):
     list_display = [
         "local",
         "object_type",
@@ -122,6 +124,7 @@ class SyncRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "details",
     ]
     actions = ["retry"]
+    resource_classes = [SyncRecordResource]
     readonly_fields = [
         "connection",
         "object_type",

@@ -16,6 +16,7 @@ from django.utils import timezone
 from integrations.models import Connection
 from integrations.quickbooks.backend import object_id, sync_token
 from integrations.quickbooks.errors import error_fields
+from portal.history import update_with_history
 from portal.models import Invoice
 from portal.money import round_money
 from sync.models import SyncRecord
@@ -44,10 +45,19 @@ def qbo_totals(obj: dict) -> dict[str, str]:
 class Binder:
     """The bindings of one connection during one run (dry runs write nothing)."""
 
-    def __init__(self, *, connection: Connection, log: RunLog, dry_run: bool = False):
+    def __init__(
+        self,
+        *,
+        connection: Connection,
+        log: RunLog,
+        dry_run: bool = False,
+        mapping_signature: str = "",
+    ):
         self.connection = connection
         self.log = log
         self.dry_run = dry_run
+        # The field and tax mapping this run sends with (``runtime.mapping_signature``).
+        self.mapping_signature = mapping_signature
         self._by_local: dict[tuple[str, int], SyncRecord] = {}
         self._by_qbo: dict[tuple[str, str], SyncRecord] = {}
         self._qbo_ids: dict[str, dict[int, str]] = {}
@@ -157,14 +167,22 @@ class Binder:
         pushed: bool,
         number: str | None = None,
         differs: str = "",
+        agree_version: bool = True,
     ) -> None:
         """A write or read succeeded: keep QuickBooks' Id and SyncToken (and DocNumber as
         ``number``), what both sides agree on, and mark the binding synced, or *totals
-        differ* with the reason ``differs`` when QuickBooks' totals are not the portal's."""
+        differ* with the reason ``differs`` when QuickBooks' totals are not the portal's.
+        ``agree_version``: the invoice as loaded is what was agreed (not so for an answer
+        replayed from an earlier write, which the next push compares again)."""
         record.qbo_id = object_id(obj) or record.qbo_id
         record.sync_token = sync_token(obj) or record.sync_token
         if record.object_type == "invoice" and "TotalAmt" in obj:
             record.qbo_totals = qbo_totals(obj)
+        if record.object_type == "invoice" and record.invoice is not None:
+            if agree_version:
+                self.agree_version(record, record.invoice)
+            else:  # compared again by the next push
+                record.agreed_version = None
         if number is not None:
             record.qbo_doc_number = number
         record.status = S.DIFFERS if differs else S.SYNCED
@@ -183,6 +201,15 @@ class Binder:
             record.last_pulled_at = timezone.now()
         record.save()
         self.remember(record)
+
+    def agree_version(self, record: SyncRecord, invoice) -> bool:
+        """Keep the invoice's version and the mapping as those both sides agree on (not
+        saved here); True when they changed."""
+        agreed = (invoice.version, self.mapping_signature)
+        if (record.agreed_version, record.agreed_mapping) == agreed:
+            return False
+        record.agreed_version, record.agreed_mapping = agreed
+        return True
 
     def recheck(self, record: SyncRecord, differs: str) -> None:
         """Totals checked again without a write: synced, or still differing (``differs``)."""
@@ -236,6 +263,11 @@ class Binder:
         record.last_pulled_at = timezone.now()
         record.save()
 
+    def forget(self, record: SyncRecord) -> None:
+        """``record`` is no longer bound to its QuickBooks object (for this run's look-ups)."""
+        self._by_qbo.pop((record.object_type, record.qbo_id), None)
+        self._qbo_ids = {}
+
     def release_copy(self, record: SyncRecord, qbo_id: str) -> None:
         """A replay found that ``record``'s create made QuickBooks object ``qbo_id``: if an
         earlier pull bound that object to a portal copy (a sync before Ledgerlink held such
@@ -256,7 +288,7 @@ class Binder:
             "void and is not sent; it can be deleted."
         )
         if copy.invoice_id is not None:
-            Invoice.objects.filter(pk=copy.invoice_id).update(status=Invoice.Status.VOID)
+            update_with_history(copy.invoice, status=Invoice.Status.VOID)
         copy.qbo_id = ""
         copy.sync_token = ""
         copy.status = S.SKIPPED

@@ -31,7 +31,7 @@ from integrations.quickbooks.errors import (
 from portal.models import Invoice
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
-from sync.entities.invoice import invoices_for_push, linked_elsewhere
+from sync.entities.invoice import invoices_for_push, invoices_settled_count, linked_elsewhere
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
 from sync.writer import BatchWriter, Write
@@ -54,14 +54,26 @@ class Exporter(BatchWriter):
         when unchanged or held; ``other_companies`` sends them even when they are linked to
         another QuickBooks company). Returns the (binding, invoice) pairs QuickBooks refused
         as stale, for the importer to compare."""
+        before = self.log.outcome.settled
+        changed_for = None if invoice_ids is not None else self.binder.mapping_signature
         invoices = invoices_for_push(
-            config=self.ctx.config, invoice_ids=invoice_ids, other_companies=other_companies
+            config=self.ctx.config,
+            invoice_ids=invoice_ids,
+            changed_for=changed_for,
+            other_companies=other_companies,
         )
+        if changed_for is not None:
+            # Settled and untouched since: counted, not loaded.
+            self.log.outcome.unchanged += invoices_settled_count(
+                config=self.ctx.config, changed_for=changed_for
+            )
         records = self.binder.invoice_records([inv.pk for inv in invoices])
         to_write: list[Pair] = []
         voids: list[Pair] = []
         recheck: list[Pair] = []
         stale: list[Pair] = []
+        # Settled bindings whose invoice was saved without a change QuickBooks would see.
+        agreed_again: list[SyncRecord] = []
         for invoice in invoices:
             record = records.get(invoice.pk)
             if record is not None:
@@ -82,6 +94,8 @@ class Exporter(BatchWriter):
                     self.log.outcome.unchanged += 1
                     if unchanged and not neutral["void"]:
                         self.invoices.local.restore_totals(invoice, record.qbo_totals)
+                    if settled and self.binder.agree_version(record, invoice):
+                        agreed_again.append(record)
                     if record.status == S.DIFFERS:
                         recheck.append((record, invoice))
                 elif neutral["void"]:
@@ -107,7 +121,10 @@ class Exporter(BatchWriter):
             self._check(record, invoice, neutral, to_write)
         # Creates, then updates, then voids.
         to_write.sort(key=lambda pair: bool(pair[0].qbo_id))
-        self.log.progress(total=len(to_write) + len(voids))
+        # Announced: the invoices already counted (unchanged, refused, failed before sending)
+        # and those about to be written.
+        handled = self.log.outcome.settled - before
+        self.log.progress(total=handled + len(to_write) + len(voids))
         writes = self._bodies(to_write, sparse=not force)
         writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
         for record, invoice, result in self.write_batch(writes, self.invoices):
@@ -115,6 +132,8 @@ class Exporter(BatchWriter):
                 stale.append((record, invoice))
             self.log.progress(done=1)
         self._recheck(recheck)
+        if agreed_again and not self.ctx.dry_run:
+            SyncRecord.objects.bulk_update(agreed_again, ["agreed_version", "agreed_mapping"])
         return stale
 
     def _lines_unknown(self, invoice: Invoice, sent: dict, agreed: dict) -> bool:
@@ -347,6 +366,7 @@ class Exporter(BatchWriter):
             return problems
         found, refused = self.lookup_by_name(kind, list(missing.values()))
         to_create = []
+        before = self.log.outcome.settled
         for local_id, local in missing.items():
             name = adapter.label(local)
             record = self.binder.get(kind, local_id) or self.binder.new(kind, local)
@@ -381,10 +401,14 @@ class Exporter(BatchWriter):
                 self.binder.fail(record, reason)
                 continue
             to_create.append((record, local, "create", adapter.body(local)))
+        # Announced: the records that failed above and those about to be created.
+        self.log.progress(total=self.log.outcome.settled - before + len(to_create))
         for record, local, result in self.write_batch(to_create, adapter):
             name = adapter.label(local)
             if isinstance(result, Exception):
-                reason = describe(result, kind=kind, name=name)
+                reason = self._name_taken(kind, name, result) or describe(
+                    result, kind=kind, name=name
+                )
                 problems[local.pk] = (
                     f"The {kind} {name} could not be created in QuickBooks: {reason}"
                 )
@@ -394,6 +418,27 @@ class Exporter(BatchWriter):
                 self.log.event(record, "created", f"Created {kind} {name} in QuickBooks.")
                 self._settle_write(adapter, record, result)
         return problems
+
+    def _name_taken(self, kind: str, name: str, error: Exception) -> str:
+        """For a customer QuickBooks refused because its name is taken (6240): which list
+        holds the name, read once. Customers, vendors and employees share one set of names
+        (qbo-api.md section 13), so the clash is often with a vendor or an employee that the
+        customer look-up cannot see. "" when it is not that case or the list is not found."""
+        if kind != "customer" or str(getattr(error, "code", "")) != "6240":
+            return ""
+        for entity, label in (("Vendor", "vendor"), ("Employee", "employee")):
+            try:
+                found, _refused = self.ctx.backend.find_by_names(entity, "DisplayName", [name])
+            except QBOError:
+                return ""
+            if found:
+                return (
+                    f"The name {name} is already used by a {label} in QuickBooks: customers, "
+                    f"vendors and employees share one list of names there. Rename the customer "
+                    f"here (for example {name} (customer)), or the {label} in QuickBooks, "
+                    "then press Retry"
+                )
+        return ""
 
     def push_list(self, adapter: NameListAdapter) -> None:
         """Bind every active portal record of a name list (the items quick sync), but those

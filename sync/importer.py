@@ -9,6 +9,7 @@ portal version must still be sent are returned to the caller for the exporter.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -18,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from integrations.quickbooks.backend import is_deleted, object_id, paid_invoice_ids, sync_token
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
-from portal.models import Invoice
+from portal.models import Customer, Invoice
 from sync import conflicts
 from sync.binder import qbo_totals
 from sync.conflicts import Action
@@ -48,6 +49,10 @@ class Importer(Component):
         self.send_whole: set[int] = set()
         # New QuickBooks invoices left for a later pull (``_defer``).
         self.deferred = 0
+        # Customers QuickBooks no longer has (merged into another), and the invoices this
+        # pull moved from one portal customer to another: {old customer id: [(invoice, new)]}.
+        self.merged: list[SyncRecord] = []
+        self.moved: dict[int, list[tuple[Invoice, int]]] = {}
 
     def pull(self) -> list[Pair]:
         """Bring QuickBooks' changes in since the cursor (``advance_cursor`` moves it after).
@@ -82,6 +87,7 @@ class Importer(Component):
             self.log.progress(total=len(extra))
             invoices += extra
         to_push = self.import_invoices(invoices)
+        self.settle_merged()
         self._read_at = now
         self._cursor = self.ctx.backend.next_cursor or now
         return to_push
@@ -122,7 +128,11 @@ class Importer(Component):
                 self.log.progress(done=1)
             record = self.binder.by_qbo(kind, object_id(obj))
             if is_deleted(obj):
-                continue  # name lists are never deleted in QBO, only made inactive
+                # A name disappears only when merged into another (made inactive otherwise):
+                # settled once the invoices it moved have been pulled (``settle_merged``).
+                if record is not None and record.local_object is not None:
+                    self.merged.append(record)
+                continue
             neutral = adapter.neutral_qbo(obj)
             if record is not None and record.sync_token == sync_token(obj):
                 self.log.outcome.unchanged += 1
@@ -356,7 +366,9 @@ class Importer(Component):
         if self.ctx.dry_run:
             return
         number, copy = record.qbo_doc_number, record.invoice
-        theirs = self.binder.get("invoice", holder.pk)
+        theirs = self.binder.get("invoice", holder.pk) or self.binder.invoice_records(
+            [holder.pk]
+        ).get(holder.pk)
         self.log.outcome.conflicts += 1
         if theirs is not None and theirs.qbo_id:
             details = (
@@ -434,6 +446,7 @@ class Importer(Component):
             number = invoice.number if invoice else (obj.get("DocNumber") or f"QBO-{obj['Id']}")
             self.log.plan(f"pull invoice {number}")
             return None
+        before = invoice.customer_id if invoice is not None else None
         try:
             with transaction.atomic():
                 invoice, created = self.invoices.local.write(
@@ -455,6 +468,8 @@ class Importer(Component):
             )
             self.binder.fail(record, str(exc))
             return None
+        if before is not None and invoice.customer_id != before:
+            self.moved.setdefault(before, []).append((invoice, invoice.customer_id))
         record = record or self.binder.new("invoice", invoice)
         if record.invoice_id is None:
             record.invoice = invoice
@@ -475,6 +490,60 @@ class Importer(Component):
         )
         self.invoices.local.apply_payments(invoice, obj)
         return record
+
+    def settle_merged(self) -> None:
+        """Customers QuickBooks merged into another (they disappear from its feed as deleted,
+        and their invoices move to the survivor, qbo-api.md section 13): the portal moves its
+        own invoices of theirs to the survivor too, with an event on each, and keeps the
+        merged customer inactive and unlinked, so nothing is sent to a customer QuickBooks no
+        longer has. The survivor is the customer QuickBooks moved their invoices to."""
+        if self.ctx.dry_run:
+            return
+        for record in self.merged:
+            customer = record.customer
+            if customer is None:
+                continue
+            moves = self.moved.get(customer.pk, [])
+            survivors = Counter(new for _invoice, new in moves)
+            survivor = (
+                Customer.objects.filter(pk=survivors.most_common(1)[0][0]).first()
+                if survivors
+                else None
+            )
+            gone = record.qbo_id
+            for invoice, _new in moves:
+                self.log.event(
+                    self.binder.get("invoice", invoice.pk),
+                    "pulled",
+                    f"Invoice {invoice.number} moved to customer {survivor or invoice.customer}: "
+                    f"{customer} was merged into it in QuickBooks.",
+                )
+            if survivor is not None:
+                for invoice in Invoice.objects.filter(customer=customer):
+                    invoice.customer = survivor
+                    invoice.save(update_fields=["customer", "updated_at"])
+                    self.log.event(
+                        self.binder.get("invoice", invoice.pk),
+                        "pulled",
+                        f"Invoice {invoice.number} moved to customer {survivor}: {customer} "
+                        "was merged into it in QuickBooks.",
+                    )
+                why = (
+                    f"Merged into {survivor} in QuickBooks (QuickBooks customer {gone} is no "
+                    f"more); its invoices are now {survivor}'s."
+                )
+            else:
+                why = (
+                    f"QuickBooks no longer has this customer (id {gone}; merged into another "
+                    "or removed there). It is inactive here and not sent again."
+                )
+            Customer.objects.filter(pk=customer.pk).update(active=False)
+            self.binder.forget(record)
+            record.qbo_id, record.sync_token = "", ""
+            record.status, record.details = S.SKIPPED, why
+            record.save()
+            self.log.outcome.updated += 1
+            self.log.event(record, "pulled", f"{customer}: {why}")
 
     def pulled_delete(self, record: SyncRecord | None) -> None:
         """QuickBooks deleted an invoice: the portal keeps it, void; nothing is re-created."""

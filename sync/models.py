@@ -190,6 +190,11 @@ class SyncRecord(models.Model):
     # "total"}, text in the invoice's currency): the portal shows these, never a recomputed
     # figure, while nothing that flows to QuickBooks has changed.
     qbo_totals = models.JSONField(null=True, blank=True)
+    # The invoice's ``version`` (``portal.changes``) and the mapping's signature when both
+    # sides last agreed: a settled invoice whose version and mapping are still these has
+    # nothing to send, and a sync does not even load it.
+    agreed_version = models.PositiveBigIntegerField(null=True, blank=True)
+    agreed_mapping = models.CharField(max_length=64, blank=True)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     last_pulled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

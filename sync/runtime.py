@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 
 from integrations.models import Connection
@@ -27,6 +29,13 @@ class Component:
         self.invoices = ctx.adapter("invoice")
 
 
+def mapping_signature(mapping, tax_codes: dict[int, str]) -> str:
+    """A fingerprint of what decides an invoice's neutral form besides the invoice itself:
+    the field mapping and the tax mapping. When it changes, every invoice is compared again."""
+    text = json.dumps([sorted(mapping.fields.items()), sorted(tax_codes.items())])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def context_for(
     *,
     connection: Connection,
@@ -42,15 +51,22 @@ def context_for(
     rates_by_code: dict[str, int] = {}
     for m in mappings:
         rates_by_code.setdefault(m.tax_code.qbo_id, m.tax_rate_id)
+    mapping = invoice_mapping_for(connection=connection)
+    tax_codes = {m.tax_rate_id: m.tax_code.qbo_id for m in mappings}
     ctx = SyncContext(
         connection=connection,
         config=sync_configuration_for(connection=connection),
-        mapping=invoice_mapping_for(connection=connection),
+        mapping=mapping,
         backend=QuickBooksBackend(client or connection_client(connection=connection)),
-        binder=Binder(connection=connection, log=log, dry_run=dry_run),
+        binder=Binder(
+            connection=connection,
+            log=log,
+            dry_run=dry_run,
+            mapping_signature=mapping_signature(mapping, tax_codes),
+        ),
         log=log,
         dry_run=dry_run,
-        tax_codes={m.tax_rate_id: m.tax_code.qbo_id for m in mappings},
+        tax_codes=tax_codes,
         rates_by_code=rates_by_code,
     )
     ctx.adapters = {adapter.kind: adapter(ctx) for adapter in ADAPTERS}

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from integrations.models import Connection
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
+from portal.changes import unstamped
+from portal.history import changes_by, update_with_history
 from portal.models import Invoice
 from sync.configuration import sync_configuration_for, sync_gate
 from sync.context import SyncContext
@@ -45,7 +47,8 @@ def sync_writing():
     previous = getattr(_local, "writing", False)
     _local.writing = True
     try:
-        yield
+        with unstamped():  # QuickBooks' version is not a portal change to send back
+            yield
     finally:
         _local.writing = previous
 
@@ -212,6 +215,11 @@ def runs_end_dead(*, connection: Connection, before: SyncRun | None = None) -> i
     return len(dead)
 
 
+def history_source(run: SyncRun, step: str) -> str:
+    """How portal records' histories name a change the sync made (``portal.history``)."""
+    return f"QuickBooks sync ({step}, run {run.pk})"
+
+
 def _run_steps(
     ctx: SyncContext,
     *,
@@ -221,21 +229,27 @@ def _run_steps(
     chosen: bool = False,
 ) -> None:
     exporter, importer = Exporter(ctx), Importer(ctx)
-    exporter.replay_uncertain()
-    if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
-        stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force, other_companies=chosen)
-        exporter.push_updates(importer.reconcile_stale(stale), whole=importer.send_whole)
-        # Creates whose answer this push lost are settled now if QuickBooks answers again,
-        # and so before the pull reads the feed, where they may show as new invoices.
+    run = ctx.log.run
+    with changes_by(history_source(run, "push")):
         exporter.replay_uncertain()
+        if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
+            stale = exporter.push_invoices(
+                invoice_ids=invoice_ids, force=force, other_companies=chosen
+            )
+            exporter.push_updates(importer.reconcile_stale(stale), whole=importer.send_whole)
+            # Creates whose answer this push lost are settled now if QuickBooks answers again,
+            # and so before the pull reads the feed, where they may show as new invoices.
+            exporter.replay_uncertain()
     if direction in (SyncRun.Direction.PULL, SyncRun.Direction.BOTH):
         ctx.log.checkpoint()
-        exporter.push_updates(importer.pull(), whole=importer.send_whole)
-        importer.advance_cursor()
+        with changes_by(history_source(run, "pull")):
+            exporter.push_updates(importer.pull(), whole=importer.send_whole)
+            importer.advance_cursor()
     if direction == SyncRun.Direction.ITEMS:
-        exporter.push_list(ctx.adapter("item"))
-        ctx.log.checkpoint()
-        importer.pull_list(ctx.adapter("item"))
+        with changes_by(history_source(run, "items")):
+            exporter.push_list(ctx.adapter("item"))
+            ctx.log.checkpoint()
+            importer.pull_list(ctx.adapter("item"))
 
 
 def _finish(run: SyncRun, status: str, message: str) -> SyncRun:
@@ -287,7 +301,7 @@ def conflict_resolve(*, record: SyncRecord, keep: str) -> SyncRun:
         )
         ctx = context_for(connection=record.connection, run=run)
         importer = Importer(ctx)
-        with sync_writing():
+        with sync_writing(), changes_by(history_source(run, "QuickBooks' version kept")):
             obj = ctx.backend.read("Invoice", record.qbo_id)
             importer.apply(record, record.invoice, obj, importer.invoices.neutral_qbo(obj))
         ctx.log.flush()
@@ -333,7 +347,11 @@ def number_clash_link(*, record: SyncRecord) -> SyncRun:
     ctx = context_for(connection=record.connection, run=run)
     obj = ctx.backend.read("Invoice", record.qbo_id)
     copy = record.invoice
-    with transaction.atomic(), sync_writing():
+    with (
+        transaction.atomic(),
+        sync_writing(),
+        changes_by(history_source(run, "linked as one invoice")),
+    ):
         if holder_record is not None:
             holder_record.delete()
         record.invoice = holder
@@ -365,9 +383,13 @@ def number_clash_renumber(*, record: SyncRecord, number: str) -> SyncRun:
     if Invoice.objects.filter(number=number).exists():
         raise ClashError(f"Number {number} is taken in the portal too; choose another.")
     taken = record.qbo_doc_number
-    with transaction.atomic(), sync_writing():
-        Invoice.objects.filter(pk=holder.pk).update(number=number)
-        Invoice.objects.filter(pk=record.invoice_id).update(number=taken)
+    with (
+        transaction.atomic(),
+        sync_writing(),
+        changes_by(f"Number clash settled (renumbered to {number})"),
+    ):
+        update_with_history(holder, number=number)
+        update_with_history(record.invoice, number=taken)
         record.status, record.details = SyncRecord.Status.SYNCED, ""
         record.save(update_fields=["status", "details", "updated_at"])
         if holder_record is not None:

@@ -49,6 +49,7 @@ class BatchWriter(Component):
             pushed=True,
             number=adapter.remote_number(obj),
             differs=adapter.differences(record, obj),
+            agree_version=not replayed,
         )
 
     # --- batched writes --------------------------------------------------------------------

@@ -43,10 +43,15 @@ def invoices_for_push(
     *,
     config: SyncConfiguration,
     invoice_ids: list[int] | None,
+    changed_for: str | None = None,
     other_companies: bool = False,
 ) -> list[Invoice]:
     """Portal invoices the sync looks at (on or after the first invoice date), in id order,
     with customer, lines, items and tax rates loaded; only ``invoice_ids`` when given.
+
+    ``changed_for``: a mapping signature (``runtime.mapping_signature``); leaves out, in SQL,
+    the invoices settled with QuickBooks whose version and mapping are still those both sides
+    agreed on, so a sync with nothing to do loads nothing (``portal.changes``).
 
     Invoices linked to another QuickBooks company (and not to this one) are left out unless
     ``other_companies``: staff send such an invoice on purpose, one by one."""
@@ -55,9 +60,34 @@ def invoices_for_push(
         qs = qs.filter(issue_date__gte=config.first_invoice_date)
     if invoice_ids is not None:
         qs = qs.filter(pk__in=invoice_ids)
+    if changed_for is not None:
+        qs = qs.exclude(_settled(config, changed_for))
     if not other_companies:
         qs = linked_elsewhere(qs, kind="invoice", connection_id=config.connection_id)
     return list(qs.order_by("pk"))
+
+
+def invoices_settled_count(*, config: SyncConfiguration, changed_for: str) -> int:
+    """How many invoices ``invoices_for_push(changed_for=...)`` leaves out (one COUNT)."""
+    qs = Invoice.objects.all()
+    if config.first_invoice_date:
+        qs = qs.filter(issue_date__gte=config.first_invoice_date)
+    return qs.filter(_settled(config, changed_for)).count()
+
+
+def _settled(config: SyncConfiguration, signature: str) -> Exists:
+    """An invoice settled with QuickBooks at its current version, under this mapping."""
+    return Exists(
+        SyncRecord.objects.filter(
+            connection_id=config.connection_id,
+            object_type="invoice",
+            invoice=OuterRef("pk"),
+            agreed_version=OuterRef("version"),
+            agreed_mapping=signature,
+            status__in=[SyncRecord.Status.SYNCED, SyncRecord.Status.SKIPPED],
+            uncertain=False,
+        )
+    )
 
 
 class InvoiceAdapter(EntityAdapter):
@@ -249,7 +279,7 @@ class InvoiceAdapter(EntityAdapter):
             changed[name] = parse_date(value) if name.endswith("_date") else value
             setattr(invoice, name, changed[name])
         if changed:
-            Invoice.objects.filter(pk=invoice.pk).update(**changed)
+            self.local.save_after_push(invoice, changed)
         return {**theirs, **sent, **absorbed}
 
     def flush(self) -> None:

@@ -2,6 +2,9 @@
 
 Only the fields that flow from QuickBooks (the field mapping) are written into an existing
 portal invoice; a new one takes them all. Portal records are never deleted by a sync.
+
+Every write lands in the records' change history (``portal.history``), including those that
+go round ``save()``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from portal.history import create_with_history, record_later, update_with_history
 from portal.models import Invoice, InvoiceLine, TaxRate
 from portal.money import ZERO, round_money
 from sync.context import SyncContext
@@ -157,8 +161,8 @@ class LocalInvoiceWriter:
             lines.append(InvoiceLine(**values))
         # Created as QuickBooks states them: amounts are QuickBooks' (save() is not called, so
         # nothing is recomputed into another number).
-        InvoiceLine.objects.bulk_create(lines)
-        Invoice.objects.filter(pk=invoice.pk).update(**self.totals(invoice, obj))
+        create_with_history(lines)
+        update_with_history(invoice, **self.totals(invoice, obj))
 
     def totals(self, invoice: Invoice, obj: dict) -> dict:
         """QuickBooks' totals (``TotalAmt``, ``TxnTaxDetail.TotalTax``; the subtotal is the
@@ -187,9 +191,7 @@ class LocalInvoiceWriter:
             if getattr(invoice, field) != wanted[name]
         }
         if changed:
-            for field, value in changed.items():
-                setattr(invoice, field, value)
-            Invoice.objects.filter(pk=invoice.pk).update(**changed)
+            update_with_history(invoice, **changed)
 
     def save_totals(self, invoice: Invoice, obj: dict) -> None:
         """QuickBooks' totals for ``invoice``, saved when they changed (not for a void)."""
@@ -197,7 +199,13 @@ class LocalInvoiceWriter:
             return
         changed = self.totals(invoice, obj)
         if changed:
-            Invoice.objects.filter(pk=invoice.pk).update(**changed)
+            update_with_history(invoice, **changed)
+
+    def save_after_push(self, invoice: Invoice, changed: dict) -> None:
+        """Save what a push's answer changed on ``invoice`` (its history row is written at
+        the end of the step, with the other invoices')."""
+        Invoice.objects.filter(pk=invoice.pk).update(**changed)
+        record_later(invoice)
 
     def take_lines(self, invoice: Invoice, obj: dict) -> None:
         """After a push: each portal line keeps its QuickBooks Line.Id and the line as
@@ -211,6 +219,8 @@ class LocalInvoiceWriter:
             # QuickBooks works out the lines it keeps (a percent discount of a new subtotal).
             amount = local.amount if local.editable else _money(line.get("Amount"))
             if (local.qbo_line_id, local.qbo_detail, local.amount) != (line_id, kept, amount):
+                if local.amount != amount:
+                    record_later(local)
                 local.qbo_line_id, local.qbo_detail, local.amount = line_id, kept, amount
                 self._lines_to_save.append(local)
 
@@ -241,10 +251,8 @@ class LocalInvoiceWriter:
             elif status in (Invoice.Status.PAID, Invoice.Status.PARTIALLY_PAID):
                 status = Invoice.Status.SENT
         if paid != invoice.amount_paid or status != invoice.status:
-            Invoice.objects.filter(pk=invoice.pk).update(amount_paid=paid, status=status)
-            invoice.amount_paid, invoice.status = paid, status
+            update_with_history(invoice, amount_paid=paid, status=status)
 
     def mark_void(self, invoice: Invoice) -> None:
         """QuickBooks deleted the invoice: the portal keeps it, void."""
-        Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.VOID)
-        invoice.status = Invoice.Status.VOID
+        update_with_history(invoice, status=Invoice.Status.VOID)

@@ -80,3 +80,13 @@ def test_the_chart_counts_what_the_runs_count(client, login, connection):
     assert "4 created, 2 updated, 1 failed, 1 conflicts" in page
     for label, total in (("Created", 4), ("Updated", 2), ("Failed", 1), ("Conflicts", 1)):
         assert f"{label}: {total}</li>" in page
+
+
+def test_skipped_records_are_counted_with_the_rest(client, login, connection):
+    # 3 done = 1 unchanged + 2 skipped (voids never sent): the row says so.
+    run = _run(connection, total=3, done=3, unchanged=1, skipped=2)
+    login(AUDITORS)
+    row = _history(client).split(f'id="run-{run.pk}"')[1].split("</tr>")[0]
+    assert '<td>1 <span class="ll-muted">(and 2 skipped)</span></td>' in row
+    page = client.get(reverse("admin:quickbooks_run", args=[run.pk])).content.decode()
+    assert "1 unchanged, 0 failed, 0 conflicts, 2 skipped</dd>" in page

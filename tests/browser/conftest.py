@@ -18,7 +18,9 @@ browser download is not used), launched with the flags this machine needs. Playw
 every launch a fresh, empty profile (its own temporary --user-data-dir).
 
 Every page the tests visit is checked: no console error and no uncaught page error (the test
-fails on one), and no horizontal overflow of the page at 1280x800 nor at 390 px wide.
+fails on one), no horizontal overflow of the page at 1280x800 nor at 390 px wide, no key
+column (``KEY_COLUMNS``) clipped or scrolled out of its table at 1280 px, and at 390 px the
+status badges of ``ON_SCREEN_NARROW`` on screen.
 """
 
 from __future__ import annotations
@@ -82,6 +84,88 @@ OVERFLOW_JS = """() => {
     }
   }
   return out.length ? out.slice(0, 8) : ['document ' + document.documentElement.scrollWidth];
+}"""
+
+
+# Key columns that must show whole at 1280 px: (page path and query, as a regex; the table;
+# its column headers). A key cell may not lie outside the window or outside any box that
+# scrolls or clips it (the admin's result tables scroll sideways), and nothing inside it that
+# clips (overflow hidden or auto) may be narrower than its content.
+KEY_COLUMNS = [
+    (r"^/admin/portal/invoice/(\?|$)", "#result_list", ["QuickBooks no.", "Status", "Total"]),
+    (r"^/admin/portal/invoice/(add/|\d+/change/)", "#lines-group table", ["Tax rate", "Amount"]),
+    (r"^/admin/quickbooks/", "#qbo-runs-table", ["API calls", "Message"]),
+]
+CLIPPED_JS = """(specs) => {
+  const out = [];
+  const boxes = (el) => {
+    const found = [];
+    for (let p = el.parentElement; p && p !== document.documentElement; p = p.parentElement) {
+      if (getComputedStyle(p).overflowX !== 'visible') found.push(p);
+    }
+    return found;
+  };
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    if (r.left < -1 || r.right > window.innerWidth + 1) return false;
+    return boxes(el).every((box) => {
+      const b = box.getBoundingClientRect();
+      return r.left >= b.left - 1 && r.right <= b.right + 1;
+    });
+  };
+  const label = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+    (typeof el.className === 'string' && el.className.trim()
+      ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+  const heading = (th) => (th.querySelector('.text') || th).innerText.trim().toLowerCase();
+  for (const [pattern, tableSelector, headers] of specs) {
+    if (!new RegExp(pattern).test(location.pathname + location.search)) continue;
+    for (const table of document.querySelectorAll(tableSelector)) {
+      if (!table.getClientRects().length) continue;
+      const ths = Array.from(table.querySelectorAll('thead th'));
+      for (const header of headers) {
+        const th = ths.find((t) => heading(t) === header.toLowerCase());
+        if (!th) { out.push(`${tableSelector} has no "${header}" column`); continue; }
+        const cells = [th];
+        for (const row of table.querySelectorAll('tbody tr')) {
+          if (row.cells.length === th.parentElement.cells.length && row.getClientRects().length)
+            cells.push(row.cells[th.cellIndex]);
+        }
+        for (const cell of cells) {
+          if (!shown(cell)) { out.push(`"${header}" (${label(cell)}) is out of view`); break; }
+          const cut = [cell, ...cell.querySelectorAll('*')].find((el) =>
+            getComputedStyle(el).overflowX !== 'visible' && el.getClientRects().length &&
+            el.scrollWidth > el.clientWidth + 1);
+          if (cut) { out.push(`"${header}" (${label(cut)}) cuts its content`); break; }
+        }
+      }
+    }
+  }
+  return out;
+}"""
+# What must be on screen at 390 px, not scrolled away inside its table: (path regex, selector).
+ON_SCREEN_NARROW = [
+    (r"^/admin/portal/invoice/(\?|$)", "#result_list td.field-qbo_sync_status .ll-badge"),
+    (r"^/admin/portal/invoice/\d+/change/", "#qbo-invoice-status"),
+    (r"^/admin/sync/syncrecord/(\?|$)", "#result_list td.field-status_badge .ll-badge"),
+]
+OFF_SCREEN_JS = """(specs) => {
+  const out = [];
+  for (const [pattern, selector] of specs) {
+    if (!new RegExp(pattern).test(location.pathname + location.search)) continue;
+    for (const el of document.querySelectorAll(selector)) {
+      if (!el.getClientRects().length) continue;
+      const r = el.getBoundingClientRect();
+      let inside = r.left >= -1 && r.right <= window.innerWidth + 1;
+      for (let p = el.parentElement; inside && p && p !== document.documentElement;
+           p = p.parentElement) {
+        if (getComputedStyle(p).overflowX === 'visible') continue;
+        const b = p.getBoundingClientRect();
+        inside = r.left >= b.left - 1 && r.right <= b.right + 1;
+      }
+      if (!inside) { out.push(`${selector} is off screen (right=${Math.round(r.right)})`); break; }
+    }
+  }
+  return out;
 }"""
 
 
@@ -308,7 +392,8 @@ class Screen:
     # -- checks -----------------------------------------------------------------------------
 
     def check(self) -> None:
-        """No console errors so far; the page fits at 1280 px and at 390 px wide."""
+        """No console errors so far; the page fits at 1280 px and at 390 px wide, its key
+        columns show whole at 1280 px and its status badges are on screen at 390 px."""
         self.page.wait_for_load_state("load")
         self.assert_no_errors()
         key = self.page.url.split("#")[0]
@@ -318,15 +403,23 @@ class Screen:
         for size in (WIDE, NARROW):
             self.page.set_viewport_size(size)
             offenders = self.page.evaluate(OVERFLOW_JS)
-            if offenders:
+            hidden = self.page.evaluate(
+                *((CLIPPED_JS, KEY_COLUMNS) if size is WIDE else (OFF_SCREEN_JS, ON_SCREEN_NARROW))
+            )
+            if offenders or hidden:
                 # Kept, not raised at once: the walk goes on and the test fails at its end
                 # with every page that did not fit (a screenshot of each in artifacts/).
                 path = self.page.url.split("?")[0].removeprefix(self.base_url).strip("/")
                 name = f"too-wide-{size['width']}-{path.replace('/', '_') or 'root'}"
                 self.shot(name, docs=False, full_page=True)
-                self.layout.append(
-                    f"{self.page.url} is wider than a {size['width']} px window: {offenders}"
-                )
+                if offenders:
+                    self.layout.append(
+                        f"{self.page.url} is wider than a {size['width']} px window: {offenders}"
+                    )
+                if hidden:
+                    self.layout.append(
+                        f"{self.page.url} at {size['width']} px hides what must show: {hidden}"
+                    )
         self.page.set_viewport_size(WIDE)
 
     def assert_no_errors(self) -> None:

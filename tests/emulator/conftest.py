@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -69,6 +72,18 @@ class Qbo:
     def customer(self, **extra) -> dict:
         return self.create("Customer", {"DisplayName": unique("Customer"), **extra})
 
+    def vendor(self, **extra) -> dict:
+        return self.create("Vendor", {"DisplayName": unique("Vendor"), **extra})
+
+    def employee(self, **extra) -> dict:
+        body = {"GivenName": "Pat", "FamilyName": unique("Employee"), **extra}
+        return self.create("Employee", body)
+
+    def sparse(self, entity: str, obj: dict, **changes) -> dict:
+        """A sparse update of ``obj`` from its current SyncToken."""
+        body = {"Id": obj["Id"], "SyncToken": obj["SyncToken"], "sparse": True, **changes}
+        return self.create(entity, body)
+
     def service_item(self, **extra) -> dict:
         income = self.find("Account", AccountType="Income", Active=True)
         body = {
@@ -123,6 +138,16 @@ def unique(prefix: str) -> str:
     return f"{prefix} {uuid.uuid4().hex[:10]}"
 
 
+def webhook_events(received: list[tuple[dict, bytes]]) -> list[dict]:
+    """Every entity event of the classic-format deliveries, each with its realmId."""
+    events = []
+    for _, body in received:
+        for notification in json.loads(body)["eventNotifications"]:
+            for entity in notification["dataChangeEvent"]["entities"]:
+                events.append({"realmId": notification["realmId"], **entity})
+    return events
+
+
 def fault(response: requests.Response) -> dict:
     """The first error of a v3 Fault, asserting the envelope's shape."""
     body = response.json()
@@ -164,3 +189,27 @@ def realm_id(emulator: RunningEmulator) -> str:
 @pytest.fixture
 def qbo(emulator: RunningEmulator, realm_id: str) -> Qbo:
     return Qbo(emulator, realm_id)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[tuple[dict, bytes]]]]:
+    """A local webhook endpoint that records each POST (headers and raw body)."""
+    received: list[tuple[dict, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/webhooks", received
+    server.shutdown()
+    server.server_close()

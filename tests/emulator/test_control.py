@@ -3,48 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 import requests
 
 from qbo_emulator.webhooks import sign
 
-from .conftest import VERIFIER, Qbo, fault, unique
-
-
-@pytest.fixture
-def receiver():
-    """A local webhook endpoint that records each POST (headers and raw body)."""
-    received: list[tuple[dict, bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/webhooks", received
-    server.shutdown()
-    server.server_close()
-
-
-def _events(received) -> list[dict]:
-    events = []
-    for _, body in received:
-        for notification in json.loads(body)["eventNotifications"]:
-            for entity in notification["dataChangeEvent"]["entities"]:
-                events.append({"realmId": notification["realmId"], **entity})
-    return events
+from .conftest import VERIFIER, Qbo, fault, unique, webhook_events
 
 
 def test_changes_fire_signed_webhooks_for_connected_realms_only(make_emulator, receiver):
@@ -63,7 +27,7 @@ def test_changes_fire_signed_webhooks_for_connected_realms_only(make_emulator, r
     assert received, "no webhook was delivered"
     for headers, body in received:
         assert headers["intuit-signature"] == sign(body, VERIFIER)
-    events = _events(received)
+    events = webhook_events(received)
     assert {e["realmId"] for e in events} == {connected}
     seen = {(e["name"], e["id"], e["operation"]) for e in events}
     assert ("Customer", customer["Id"], "Create") in seen
@@ -93,7 +57,7 @@ def test_ui_change_bumps_sync_token_and_shows_in_cdc_and_webhooks(make_emulator,
     assert [c["Notes"] for c in changed] == ["Edited in the QBO UI"]
     requests.post(f"{emu.base_url}/_emulator/webhooks/flush", timeout=10)
     assert ("Customer", customer["Id"], "Update") in {
-        (e["name"], e["id"], e["operation"]) for e in _events(received)
+        (e["name"], e["id"], e["operation"]) for e in webhook_events(received)
     }
 
 

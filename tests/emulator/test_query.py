@@ -200,9 +200,17 @@ def test_parse_apostrophe_escape_in_string():
     assert query.conditions == [Condition("DisplayName", "=", "Amy's Bird Sanctuary")]
 
 
-def test_parse_backslash_escape_and_other_backslashes_kept():
-    query = parse(r"SELECT * FROM Item WHERE Name = 'a\\b' AND Sku = 'c\d'")
-    assert [c.value for c in query.conditions] == ["a\\b", "c\\d"]
+def test_parse_backslash_escape_and_refuse_other_backslashes():
+    # A backslash escapes only a quote or a backslash; any other one is refused (UNCONFIRMED,
+    # see query._read_string).
+    query = parse(r"SELECT * FROM Item WHERE Name = 'a\\b' AND Sku = 'c\'d\\'")
+    assert [c.value for c in query.conditions] == ["a\\b", "c'd\\"]
+    error = parse_error(r"SELECT * FROM Item WHERE Sku = 'c\d'")
+    assert (error.code, error.message) == ("4000", "Error parsing query")
+    assert error.detail == (
+        "QueryParserError: Invalid content. Lexical error at line 1, column 35.  "
+        'Encountered: "d" (100), after : "\'c\\"'
+    )
 
 
 def test_parse_string_literal_keeps_keywords_and_symbols():

@@ -196,3 +196,73 @@ def test_a_sub_customer_shows_its_parent_in_the_portal(
     # A second pull with nothing changed changes nothing.
     again = run_sync("pull")
     assert (again.created, again.updated) == (0, 0)
+
+
+def _merge(qbo_ui, from_id, into_id):
+    import requests
+
+    base = qbo_ui.base.rsplit("/realms/", 1)[0]
+    response = requests.post(
+        f"{base}/realms/{qbo_ui.realm_id}/customer/merge",
+        json={"from": from_id, "into": into_id},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_customer_merged_in_quickbooks_moves_its_portal_invoices_to_the_survivor(
+    run_sync, make_invoice, qbo_ui
+):
+    from sync.models import SyncEvent
+
+    survivor_obj = qbo_ui.create("Customer", {"DisplayName": "Merge Target Co"})
+    assert run_sync("pull").status == "done"
+    sent = [make_invoice(number=f"MG-{n}", customer="Merge Source Co") for n in range(2)]
+    assert run_sync("push").status == "done"
+    source = Customer.objects.get(display_name="Merge Source Co")
+    source_id = SyncRecord.objects.get(customer=source).qbo_id
+    waiting = make_invoice(number="MG-9", customer="Merge Source Co")
+
+    _merge(qbo_ui, source_id, survivor_obj["Id"])
+    assert run_sync("both").status == "done"
+    assert run_sync("both").status == "done"
+
+    survivor = Customer.objects.get(display_name="Merge Target Co")
+    for invoice in [*sent, waiting]:
+        invoice.refresh_from_db()
+        assert invoice.customer == survivor, invoice.number
+        [row] = qbo_invoices(qbo_ui, invoice.number)
+        assert row["CustomerRef"]["value"] == survivor_obj["Id"]
+        assert SyncRecord.objects.get(invoice=invoice).status == "synced"
+        events = SyncEvent.objects.filter(record__invoice=invoice, action="pulled")
+        assert any(
+            e.message
+            == f"Invoice {invoice.number} moved to customer Merge Target Co: Merge Source Co "
+            "was merged into it in QuickBooks."
+            for e in events
+        ), [e.message for e in events]
+    source.refresh_from_db()
+    assert source.active is False
+    record = SyncRecord.objects.get(customer=source)
+    assert (record.qbo_id, record.status) == ("", "skipped")
+    assert record.details.startswith("Merged into Merge Target Co in QuickBooks")
+
+
+def test_a_customer_named_as_a_vendor_gets_the_reason_that_names_the_vendor_list(
+    run_sync, make_invoice, qbo_ui
+):
+    qbo_ui.create("Vendor", {"DisplayName": "Harbor Supply"})
+    invoice = make_invoice(number="ID-60", customer="Harbor Supply")
+
+    assert run_sync("push").status == "done"
+
+    customer = SyncRecord.objects.get(customer=invoice.customer)
+    expected = (
+        "The name Harbor Supply is already used by a vendor in QuickBooks: customers, vendors "
+        "and employees share one list of names there. Rename the customer here (for example "
+        "Harbor Supply (customer)), or the vendor in QuickBooks, then press Retry"
+    )
+    assert customer.details == expected
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert record.status == "failed"
+    assert expected in record.details

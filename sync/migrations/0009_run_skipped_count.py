@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sync', '0007_qbo_totals'),
+        ('sync', '0008_agreed_version'),
     ]
 
     operations = [

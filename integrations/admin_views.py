@@ -407,12 +407,13 @@ def quickbooks_switch(request, admin_site):
             messages.warning(request, note)
         return redirect("admin:quickbooks")
     kept = services.connect_switch_decline(request=request)
-    if kept is not None:
-        messages.info(
-            request,
-            f"Nothing changed: Ledgerlink stays with {kept}, as it was. The sign-in to the "
-            "other company was withdrawn.",
-        )
+    messages.info(
+        request,
+        f"Nothing changed: Ledgerlink stays with {kept}, as it was. The sign-in to the other "
+        "company was withdrawn."
+        if kept is not None
+        else "Nothing changed.",
+    )
     return redirect("admin:quickbooks")
 
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import selectors, services
 from integrations.models import Connection, QuickBooksAccount
@@ -28,6 +28,7 @@ from integrations.quickbooks.errors import QBOError, ReconnectRequired
 from portal.models import Invoice, TaxRate
 from sync import configuration, fieldmap, tasks
 from sync import selectors as sync_selectors
+from sync.locks import lock_held
 from sync.models import FieldMapping, SyncConfiguration, SyncRecord
 
 TABS = [
@@ -50,6 +51,14 @@ SYNC = "portal.sync_invoice"
 # (after which the page says the worker may not be running, rather than refreshing forever).
 QUEUED_WAIT = timedelta(seconds=60)
 ACTIVE_RUN = ("queued", "running")
+RUNNING_NOW = (
+    "A sync of this company is running now; Sync is available again when it ends. Its "
+    "progress is on the Sync history tab."
+)
+NOT_STARTED_BY_YOU = (
+    "sync has not been started for this company yet. A Sync administrator starts it the "
+    "first time, with Sync now."
+)
 
 
 def _require(request, permission: str, what: str) -> None:
@@ -113,6 +122,7 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
         "other_connections": Connection.objects.exclude(pk=getattr(connection, "pk", None)),
     }
     if connection is not None:
+        context.update(_sync_state(connection))
         builder = {
             "configuration": _configuration_context,
             "journals": _journals_context,
@@ -127,6 +137,16 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
     return TemplateResponse(request, "admin/quickbooks/settings.html", context, status=status)
 
 
+def _sync_state(connection) -> dict:
+    """Whether sync was started for the company, and the run going now (for the button)."""
+    running = lock_held(connection=connection)
+    return {
+        "sync_started": connection.sync_started_at is not None,
+        "sync_running": running,
+        "running_run": sync_selectors.run_running(connection=connection) if running else None,
+    }
+
+
 def _configuration_context(request, connection):
     config = configuration.configuration_get(connection=connection)
     form = SyncConfigurationForm(instance=config)
@@ -138,7 +158,10 @@ def _configuration_context(request, connection):
 
 def _journals_context(request, connection):
     choices = selectors.journal_choices(connection=connection)
+    inventory = services.inventory_item_count()
+    required = services.journals_required(inventory_items=inventory)
     return {
+        "inventory_items": inventory,
         "journals": [
             {
                 "field": field,
@@ -147,6 +170,7 @@ def _journals_context(request, connection):
                 "selected": getattr(connection, f"{field}_id"),
                 "missing_hint": services.JOURNAL_MISSING_HINT[field],
                 "types": " or ".join(services.JOURNAL_ACCOUNT_TYPES[field]),
+                "required": field in required,
             }
             for field, label in (
                 ("income_account", "Income"),
@@ -311,10 +335,26 @@ def quickbooks_connect(request, admin_site):
     return redirect(services.connect_start(request=request))
 
 
-@require_POST
+def _linked(connection) -> dict[str, int]:
+    return sync_selectors.linked_counts(connection=connection)
+
+
+@require_http_methods(["GET", "POST"])
 def quickbooks_disconnect(request, admin_site):
+    """GET: what disconnecting stops and keeps, to confirm. POST: disconnect."""
     _require(request, MANAGE, "disconnect QuickBooks")
     connection = _current_or_404(request)
+    if request.method == "GET":
+        if connection is None or connection.status == Connection.Status.DISCONNECTED:
+            return redirect("admin:quickbooks")
+        context = {
+            **admin_site.each_context(request),
+            "title": f"Disconnect from {connection}?",
+            "connection": connection,
+            "linked": _linked(connection),
+            "cancel_url": _tab_url("connection"),
+        }
+        return TemplateResponse(request, "admin/quickbooks/disconnect.html", context)
     if connection is not None and connection.status != Connection.Status.DISCONNECTED:
         note = services.connection_disconnect(connection=connection)
         messages.success(
@@ -323,6 +363,57 @@ def quickbooks_disconnect(request, admin_site):
         )
         if note:
             messages.warning(request, note)
+    return redirect("admin:quickbooks")
+
+
+@require_http_methods(["GET", "POST"])
+def quickbooks_switch(request, admin_site):
+    """After signing in to another company than the one last connected: GET says which
+    company was connected and which now, what is linked to the old one and what happens to
+    it; POST ``confirm`` switches, ``keep`` changes nothing."""
+    _require(request, MANAGE, "connect QuickBooks")
+    pending = services.connect_switch_pending(request=request)
+    if request.method == "GET":
+        if pending is None:
+            messages.error(request, services.SWITCH_EXPIRED)
+            return redirect("admin:quickbooks")
+        context = {
+            **admin_site.each_context(request),
+            "title": "Switch QuickBooks company?",
+            "pending": pending,
+            "previous": pending.previous,
+            "linked": _linked(pending.previous),
+            "known_linked": _linked(pending.known) if pending.known else None,
+        }
+        return TemplateResponse(request, "admin/quickbooks/switch.html", context)
+    if request.POST.get("choice") == "confirm":
+        try:
+            connection, created, note = services.connect_switch_confirm(request=request)
+        except services.ConnectError as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:quickbooks")
+        previous = pending.previous if pending else None
+        verb = "Connected to" if created else "Reconnected to"
+        name = connection.company_name or f"with ID {connection.realm_id}"
+        messages.success(request, f"{verb} QuickBooks company {name}.")
+        if previous is not None:
+            messages.info(
+                request,
+                f"Disconnected from {previous}: its linked records stay linked to it and are "
+                f"not sent to {connection}. Set {connection} up on the tabs below; nothing "
+                "syncs with it until a Sync administrator presses Sync now.",
+            )
+        if note:
+            messages.warning(request, note)
+        return redirect("admin:quickbooks")
+    kept = services.connect_switch_decline(request=request)
+    messages.info(
+        request,
+        f"Nothing changed: Ledgerlink stays with {kept}, as it was. The sign-in to the other "
+        "company was withdrawn."
+        if kept is not None
+        else "Nothing changed.",
+    )
     return redirect("admin:quickbooks")
 
 
@@ -456,6 +547,17 @@ def quickbooks_field_mapping(request, admin_site):
 
 
 @require_POST
+def quickbooks_field_mapping_defaults(request, admin_site):
+    _require(request, CHANGE, "change the field mapping")
+    connection = _current_or_404(request)
+    if connection is None:
+        return redirect("admin:quickbooks")
+    configuration.field_mappings_restore_defaults(connection=connection)
+    messages.success(request, "Invoice field mapping restored to the defaults.")
+    return redirect(_tab_url("mapping", sub="invoices"))
+
+
+@require_POST
 def quickbooks_custom_fields(request, admin_site):
     _require(request, CHANGE, "fetch custom fields from QuickBooks")
     connection = _current_or_404(request)
@@ -494,14 +596,35 @@ def _queued_history_url(queued_at) -> str:
 
 @require_POST
 def quickbooks_sync(request, admin_site):
+    """Sync now. The first press by a Sync administrator, with the set-up complete, also
+    starts sync for the company: from then on the schedule, saves and webhooks sync it."""
     _require(request, SYNC, "start a sync")
     connection = selectors.connection_current()
     missing = configuration.readiness(connection)
     if missing:
         messages.error(request, "Sync cannot run yet: " + " ".join(m for m, _ in missing))
         return redirect(_tab_url(missing[0][1]))
+    if lock_held(connection=connection):
+        messages.error(request, RUNNING_NOW)
+        return redirect(_tab_url("history"))
+    started = False
+    if connection.sync_started_at is None:
+        if not request.user.has_perm(CHANGE):
+            messages.error(request, f"Sync cannot run yet: {NOT_STARTED_BY_YOU}")
+            return redirect(_tab_url("history"))
+        try:
+            started = configuration.sync_start(connection=connection, user=request.user)
+        except ValidationError as exc:
+            messages.error(request, "Sync cannot run yet: " + " ".join(exc.messages))
+            return redirect(_tab_url("history"))
     queued_at = timezone.now()
     _queue("sync.tasks.run_sync", connection.pk, "both", "button")
+    if started:
+        messages.success(
+            request,
+            f"Sync started for {connection}: from now on the schedule, saving an invoice and "
+            "QuickBooks' notifications keep it in step too.",
+        )
     messages.success(
         request,
         "Sync queued: pushing portal changes to QuickBooks, then pulling QuickBooks' changes. "
@@ -521,6 +644,9 @@ def quickbooks_quick_sync(request, admin_site):
     ]
     if missing:
         messages.error(request, "Quick sync cannot run yet: " + " ".join(m for m, _ in missing))
+        return redirect(_tab_url("items"))
+    if lock_held(connection=connection):
+        messages.error(request, RUNNING_NOW)
         return redirect(_tab_url("items"))
     queued_at = timezone.now()
     _queue("sync.tasks.run_sync", connection.pk, "items", "button")
@@ -613,11 +739,12 @@ def quickbooks_clash_resolve(request, admin_site, record_id: int):
 
 CHART_DAYS = 30
 CHART_SERIES = (
-    # (key, label, colour, SyncEvent actions counted)
-    ("created", "Created", "#2e7d32", ("created",)),
-    ("updated", "Updated", "#1565c0", ("updated", "voided", "pulled")),
-    ("failed", "Failed", "#c62828", ("failed",)),
-    ("conflict", "Conflicts", "#ad5a00", ("conflict",)),
+    # (SyncRun count, label, colour): the chart adds up the runs' own counts, so a day's
+    # bars are what its runs say on the history tab.
+    ("created", "Created", "#2e7d32"),
+    ("updated", "Updated", "#1565c0"),
+    ("failed", "Failed", "#c62828"),
+    ("conflicts", "Conflicts", "#ad5a00"),
 )
 
 
@@ -639,6 +766,7 @@ def dashboard_context(request) -> dict:
         }
         for value, label in SyncRecord.Status.choices
     ]
+    context["linked_elsewhere"] = sync_selectors.invoices_linked_elsewhere(connection=connection)
     context["attention"] = sync_selectors.invoices_needing_attention(connection=connection)
     context["attention_total"] = sum(
         by_status.get(status, 0)
@@ -654,19 +782,16 @@ def dashboard_context(request) -> dict:
     today = timezone.localdate()
     start = today - timedelta(days=CHART_DAYS - 1)
     start_at = timezone.make_aware(datetime.combine(start, datetime.min.time()))
-    counted = {action: key for key, _l, _c, actions in CHART_SERIES for action in actions}
-    rows = sync_selectors.events_per_day(
-        connection=connection, since=start_at, actions=list(counted)
-    )
+    keys = [key for key, _label, _colour in CHART_SERIES]
+    rows = sync_selectors.run_counts_per_day(connection=connection, since=start_at, counts=keys)
     days = [start + timedelta(days=i) for i in range(CHART_DAYS)]
-    per_day = {day: {key: 0 for key, *_ in CHART_SERIES} for day in days}
-    for day, action, n in rows:
+    per_day = {day: dict.fromkeys(keys, 0) for day in days}
+    for day, counts in rows:
         if day in per_day:
-            per_day[day][counted[action]] += n
+            per_day[day] = counts
     context["chart"] = outcomes_chart_svg(days=days, per_day=per_day)
     context["chart_totals"] = [
-        (label, colour, sum(per_day[d][key] for d in days))
-        for key, label, colour, _a in CHART_SERIES
+        (label, colour, sum(per_day[d][key] for d in days)) for key, label, colour in CHART_SERIES
     ]
     return context
 
@@ -703,7 +828,7 @@ def outcomes_chart_svg(*, days: list, per_day: dict) -> SafeString:
         y = top + plot_h
         rects = []
         summary = []
-        for key, label, colour, _actions in CHART_SERIES:
+        for key, label, colour in CHART_SERIES:
             n = per_day[day][key]
             summary.append(f"{n} {label.lower()}")
             if not n:

@@ -50,6 +50,17 @@ class Connection(models.Model):
     )
     connected_at = models.DateTimeField(null=True, blank=True)
     disconnected_at = models.DateTimeField(null=True, blank=True)
+    # Automatic syncs (schedule, push on save, webhooks, ``qbo_sync``) run only once a Sync
+    # administrator has pressed Sync now with the set-up complete (``sync.configuration``).
+    sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
     last_error = models.TextField(blank=True)
     accounts_fetched_at = models.DateTimeField(null=True, blank=True)
     # DefinitionId -> name of the custom sales-form fields in use (from QBO Preferences).

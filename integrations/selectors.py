@@ -11,7 +11,7 @@ from integrations.services import JOURNAL_ACCOUNT_TYPES
 def connection_current() -> Connection | None:
     """The connection the admin works with: the newest one not disconnected, else the newest."""
     connections = Connection.objects.filter(environment=settings.QBO_ENVIRONMENT).select_related(
-        "income_account", "expense_account", "asset_account", "connected_by"
+        "income_account", "expense_account", "asset_account", "connected_by", "sync_started_by"
     )
     active = connections.exclude(status=Connection.Status.DISCONNECTED).order_by("-connected_at")
     return active.first() or connections.order_by("-connected_at").first()

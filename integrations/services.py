@@ -28,6 +28,7 @@ from integrations.quickbooks.errors import (
     ReconnectRequired,
 )
 from integrations.quickbooks.limiter import RealmLimiter
+from portal.models import Item
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ def connect_complete(*, request, params) -> tuple[Connection, bool]:
 
     Returns (connection, created); reconnecting a company already known updates its row.
     Raises ConnectError with a message for the person; no connection is created or changed
-    unless everything succeeded.
+    unless everything succeeded. Raises CompanySwitchPending, saving nothing, when the
+    company chosen is not the one last connected: staff choose first.
     """
     error = params.get("error", "").strip()
     state = params.get("state", "")
@@ -168,14 +170,34 @@ def connect_complete(*, request, params) -> tuple[Connection, bool]:
             f"nothing was saved.{why} Press Connect to QuickBooks again."
         ) from exc
     environment = settings.QBO_ENVIRONMENT
+    company_name = company.get("CompanyName", "") or company.get("LegalName", "")
+    previous = last_connected(environment=environment)
+    if previous is not None and previous.realm_id != realm_id:
+        _hold_switch(
+            request, previous=previous, realm_id=realm_id, company_name=company_name, tokens=tokens
+        )
+        raise CompanySwitchPending(previous=previous, realm_id=realm_id, company_name=company_name)
+    return _save_connection(
+        user=request.user,
+        environment=environment,
+        realm_id=realm_id,
+        company_name=company_name,
+        tokens=tokens,
+        now=now,
+    )
+
+
+def _save_connection(
+    *, user, environment: str, realm_id: str, company_name: str, tokens, now: datetime
+) -> tuple[Connection, bool]:
     with transaction.atomic():
         # Locked so a refresh finishing at the same moment cannot interleave with this write.
         connection, created = Connection.objects.select_for_update().get_or_create(
             environment=environment, realm_id=realm_id
         )
-        connection.company_name = company.get("CompanyName", "") or company.get("LegalName", "")
+        connection.company_name = company_name
         connection.status = Connection.Status.CONNECTED
-        connection.connected_by = request.user
+        connection.connected_by = user
         connection.connected_at = now
         connection.disconnected_at = None
         connection.last_error = ""
@@ -186,6 +208,171 @@ def connect_complete(*, request, params) -> tuple[Connection, bool]:
         extra={"realm_id": realm_id, "connection_id": connection.pk, "new_connection": created},
     )
     return connection, created
+
+
+def last_connected(*, environment: str) -> Connection | None:
+    """The company Ledgerlink was last connected to in ``environment`` (connected or not):
+    the newest not disconnected, else the newest."""
+    connections = Connection.objects.filter(environment=environment)
+    active = connections.exclude(status=Connection.Status.DISCONNECTED).order_by("-connected_at")
+    return active.first() or connections.order_by("-connected_at").first()
+
+
+# --- Changing company: staff choose ------------------------------------------------------------
+
+SWITCH_SESSION_KEY = "ledgerlink.qbo.pending_switch"
+
+
+class CompanySwitchPending(Exception):
+    """The company chosen on Intuit's page is not the one last connected. Nothing was saved:
+    its sign-in waits in the session (``connect_switch_pending``) until staff confirm the
+    switch (``connect_switch_confirm``) or keep the company they had
+    (``connect_switch_decline``)."""
+
+    def __init__(self, *, previous: Connection, realm_id: str, company_name: str):
+        super().__init__(f"Switching from {previous} to {company_name or realm_id} waits for staff")
+        self.previous = previous
+        self.realm_id = realm_id
+        self.company_name = company_name
+
+
+@dataclass(frozen=True)
+class PendingSwitch:
+    """A sign-in to another company, waiting for staff to choose."""
+
+    previous: Connection
+    realm_id: str
+    company_name: str
+    known: Connection | None  # the new company's row, when it was connected before
+
+    def __str__(self) -> str:
+        return self.company_name or f"QuickBooks company {self.realm_id}"
+
+
+def _hold_switch(request, *, previous: Connection, realm_id: str, company_name: str, tokens):
+    request.session[SWITCH_SESSION_KEY] = {
+        "previous": previous.pk,
+        "realm_id": realm_id,
+        "company_name": company_name,
+        "environment": settings.QBO_ENVIRONMENT,
+        "issued": _now(),
+        # Encrypted like every stored token; never shown.
+        "access": crypto.encrypt(tokens.access_token),
+        "refresh": crypto.encrypt(tokens.refresh_token),
+        "expires_in": tokens.expires_in,
+        "refresh_expires_in": tokens.x_refresh_token_expires_in,
+        "hard_expires_in": tokens.x_refresh_token_hard_expires_in,
+        "obtained_at": tokens.obtained_at.isoformat(),
+    }
+    logger.info(
+        "qbo.connection.switch_pending",
+        extra={"realm_id": realm_id, "previous_connection_id": previous.pk},
+    )
+
+
+def _held_switch(request) -> dict | None:
+    held = request.session.get(SWITCH_SESSION_KEY)
+    if not held or held.get("environment") != settings.QBO_ENVIRONMENT:
+        return None
+    return held
+
+
+def connect_switch_pending(*, request) -> PendingSwitch | None:
+    """The sign-in to another company waiting for staff in this session, if any (and not
+    older than the connect state's 10 minutes)."""
+    held = _held_switch(request)
+    if held is None or _now() - held["issued"] > STATE_LIFETIME.total_seconds():
+        return None
+    previous = Connection.objects.filter(pk=held["previous"]).first()
+    if previous is None:
+        return None
+    known = Connection.objects.filter(
+        environment=held["environment"], realm_id=held["realm_id"]
+    ).first()
+    return PendingSwitch(
+        previous=previous,
+        realm_id=held["realm_id"],
+        company_name=held["company_name"],
+        known=known,
+    )
+
+
+def _held_tokens(held: dict) -> oauth.TokenSet:
+    return oauth.TokenSet(
+        access_token=crypto.decrypt(held["access"]),
+        refresh_token=crypto.decrypt(held["refresh"]),
+        expires_in=held["expires_in"],
+        x_refresh_token_expires_in=held["refresh_expires_in"],
+        x_refresh_token_hard_expires_in=held["hard_expires_in"],
+        obtained_at=datetime.fromisoformat(held["obtained_at"]),
+    )
+
+
+SWITCH_EXPIRED = (
+    "The choice between QuickBooks companies waited longer than 10 minutes and expired. "
+    "Nothing was changed; press Connect to QuickBooks again."
+)
+
+
+def connect_switch_confirm(*, request) -> tuple[Connection, bool, str]:
+    """Staff chose the new company: it is saved as connected, and the company connected
+    before is disconnected (revoked at Intuit, tokens wiped; its bindings, mappings and
+    history are kept). Returns (connection, created, note), the note saying when the old
+    company's revoke was not confirmed. Raises ConnectError when there is nothing to confirm
+    (expired, or the connection changed meanwhile); then nothing changes."""
+    pending = connect_switch_pending(request=request)
+    held = request.session.pop(SWITCH_SESSION_KEY, None)
+    if pending is None or held is None:
+        _revoke_held(held)
+        raise ConnectError(SWITCH_EXPIRED)
+    current = last_connected(environment=held["environment"])
+    if current is None or current.pk != pending.previous.pk:
+        _revoke_held(held)
+        raise ConnectError(
+            "The QuickBooks connection changed while you were choosing. Nothing was changed; "
+            "press Connect to QuickBooks again."
+        )
+    connection, created = _save_connection(
+        user=request.user,
+        environment=held["environment"],
+        realm_id=held["realm_id"],
+        company_name=held["company_name"],
+        tokens=_held_tokens(held),
+        now=timezone.now(),
+    )
+    note = ""
+    previous = pending.previous
+    if previous.status != Connection.Status.DISCONNECTED:
+        note = connection_disconnect(connection=previous)
+    logger.info(
+        "qbo.connection.switched",
+        extra={"from_connection_id": previous.pk, "to_connection_id": connection.pk},
+    )
+    return connection, created, note
+
+
+def connect_switch_decline(*, request) -> Connection | None:
+    """Staff keep the company they had: nothing changes; the sign-in to the other company is
+    revoked at Intuit (best effort), so Ledgerlink holds no access to it. Returns the company
+    kept (None when nothing was waiting)."""
+    pending = connect_switch_pending(request=request)
+    held = request.session.pop(SWITCH_SESSION_KEY, None)
+    _revoke_held(held)
+    if held is not None:
+        logger.info(
+            "qbo.connection.switch_declined",
+            extra={"realm_id": held["realm_id"], "kept_connection_id": held["previous"]},
+        )
+    return pending.previous if pending else None
+
+
+def _revoke_held(held: dict | None) -> None:
+    if not held:
+        return
+    try:
+        oauth.revoke(crypto.decrypt(held["refresh"]), environment=held["environment"])
+    except (OAuthError, QBOError, crypto.TokenDecryptionError):
+        logger.warning("qbo.connection.switch_revoke_failed", extra={"realm_id": held["realm_id"]})
 
 
 def _store_tokens(connection: Connection, tokens, *, now: datetime) -> None:
@@ -584,6 +771,21 @@ JOURNAL_MISSING_HINT = {
 }
 
 
+def inventory_item_count() -> int:
+    """Active portal items of the inventory type (they need the Expense and Inventory Asset
+    journals to be created in QuickBooks)."""
+    return Item.objects.filter(active=True, type=Item.Type.INVENTORY).count()
+
+
+def journals_required(*, inventory_items: int) -> set[str]:
+    """The journals a save must choose: Income always (QuickBooks creates no item without
+    one); Expense and Inventory Asset while the portal has inventory items."""
+    required = {"income_account"}
+    if inventory_items:
+        required |= {"expense_account", "asset_account"}
+    return required
+
+
 def journals_save(
     *,
     connection: Connection,
@@ -593,16 +795,27 @@ def journals_save(
 ) -> None:
     """Store the accounts new items are created with, after checking each one's type.
 
-    Raises django's ValidationError keyed by field when an account does not fit its journal.
+    Raises django's ValidationError keyed by field when an account does not fit its journal,
+    or when a required journal (``journals_required``) is left blank.
     """
     chosen = {
         "income_account": income_account,
         "expense_account": expense_account,
         "asset_account": asset_account,
     }
+    inventory = inventory_item_count()
+    required = journals_required(inventory_items=inventory)
     errors = {}
     for field, account in chosen.items():
         if account is None:
+            if field == "income_account":
+                errors[field] = "required. Every item Ledgerlink creates in QuickBooks needs one."
+            elif field in required:
+                noun = "item" if inventory == 1 else "items"
+                errors[field] = (
+                    f"required while the portal has inventory {noun} ({inventory}): QuickBooks "
+                    "needs it to create them."
+                )
             continue
         if account.connection_id != connection.pk:
             errors[field] = "This account belongs to another QuickBooks company."

@@ -23,6 +23,9 @@ def oauth_callback(request):
     except services.ConnectError as exc:
         messages.error(request, str(exc))
         return redirect("admin:quickbooks")
+    except services.CompanySwitchPending:
+        # Another company than the one last connected: staff choose before anything changes.
+        return redirect("admin:quickbooks_switch")
     verb = "Connected to" if created else "Reconnected to"
     name = connection.company_name or f"with ID {connection.realm_id}"
     messages.success(request, f"{verb} QuickBooks company {name}.")

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from import_export.admin import ExportMixin
 from import_export.formats import base_formats
 
+from integrations.admin_text import InvoiceTaxNotes, TaxRateMappingNotes
 from integrations.quickbooks.endpoints import endpoints_for
 from portal.admin_site import qbo_connection
 from portal.exports import InvoiceResource
@@ -213,7 +214,7 @@ class ItemAdmin(ChangeHistoryAdmin, SyncRecordsGoWithTheirObject, admin.ModelAdm
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
+class TaxRateAdmin(TaxRateMappingNotes, admin.ModelAdmin):
     list_display = ["name", "percent", "active"]
     list_filter = ["active"]
     search_fields = ["name"]
@@ -279,7 +280,11 @@ class SyncStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Invoice)
 class InvoiceAdmin(
-    ChangeHistoryAdmin, CsvExportAdmin, SyncRecordsGoWithTheirObject, admin.ModelAdmin
+    ChangeHistoryAdmin,
+    CsvExportAdmin,
+    SyncRecordsGoWithTheirObject,
+    InvoiceTaxNotes,
+    admin.ModelAdmin,
 ):
     # The key columns (sync status, QuickBooks no., status, total) come first, so they show
     # without scrolling at 1280 px beside the filters; the rest scroll sideways after them.

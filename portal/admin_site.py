@@ -52,6 +52,11 @@ class LedgerlinkAdminSite(admin.AdminSite):
                 name="quickbooks_disconnect",
             ),
             path(
+                "quickbooks/switch/",
+                view(admin_views.quickbooks_switch),
+                name="quickbooks_switch",
+            ),
+            path(
                 "quickbooks/fetch-accounts/",
                 view(admin_views.quickbooks_fetch_accounts),
                 name="quickbooks_fetch_accounts",
@@ -75,6 +80,11 @@ class LedgerlinkAdminSite(admin.AdminSite):
                 "quickbooks/mapping/invoices/",
                 view(admin_views.quickbooks_field_mapping),
                 name="quickbooks_field_mapping",
+            ),
+            path(
+                "quickbooks/mapping/invoices/defaults/",
+                view(admin_views.quickbooks_field_mapping_defaults),
+                name="quickbooks_field_mapping_defaults",
             ),
             path(
                 "quickbooks/mapping/custom-fields/",

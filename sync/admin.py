@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from integrations.admin_text import settings_links
 from portal.admin import CsvExportAdmin
 from portal.exports import SyncRecordResource
 from sync import tasks
@@ -46,13 +47,14 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "connection",
         "trigger",
         "direction",
-        "status",
+        "outcome",
         "progress",
         "created",
         "updated",
         "unchanged",
         "failed",
         "conflicts",
+        "skipped",
         "api_calls",
     ]
     list_filter = ["status", "trigger", "direction", "dry_run"]
@@ -75,10 +77,17 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "unchanged",
         "failed",
         "conflicts",
+        "skipped",
         "api_calls",
         "message",
     ]
     fields = readonly_fields
+
+    @admin.display(description="Status", ordering="status")
+    def outcome(self, obj: SyncRun) -> str:
+        return format_html(
+            '<span class="ll-badge run-{}">{}</span>', obj.outcome, obj.outcome_label
+        )
 
     @admin.display(description="Progress")
     def progress(self, obj: SyncRun) -> str:
@@ -98,7 +107,7 @@ class SyncRecordAdmin(ReadOnlyMixin, CsvExportAdmin, admin.ModelAdmin):
         "local",
         "object_type",
         "status_badge",
-        "details",
+        "details_linked",
         "qbo_id",
         "qbo_doc_number",
         "uncertain",
@@ -146,6 +155,10 @@ class SyncRecordAdmin(ReadOnlyMixin, CsvExportAdmin, admin.ModelAdmin):
             url = reverse("admin:portal_invoice_change", args=[obj.invoice_id])
             return format_html('<a href="{}">{}</a>', url, local)
         return str(local) if local is not None else "-"
+
+    @admin.display(description="Sync details")
+    def details_linked(self, obj: SyncRecord) -> str:
+        return settings_links(obj.details)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: SyncRecord) -> str:

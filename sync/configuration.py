@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.functions import Length
+from django.utils import timezone
 
 from integrations.models import Connection, QuickBooksTaxCode
 from integrations.services import connection_client
@@ -43,6 +44,48 @@ def readiness(connection: Connection | None) -> list[tuple[str, str]]:
             (f"{len(unmapped)} {noun} not mapped to a QuickBooks tax code: {names}.", TAB_MAPPING)
         )
     return missing
+
+
+START_HOW = "A Sync administrator starts it by pressing Sync now on the QuickBooks page."
+
+
+def sync_gate(connection: Connection) -> str:
+    """Why the automatic syncs (the schedule, push on save, webhook pulls and ``qbo_sync``)
+    do nothing for ``connection`` now, or "" when they may run.
+
+    Until a Sync administrator has started sync (``sync_start``: the first Sync now, which
+    needs every ``readiness`` check to pass), the reason names what is still missing, then
+    the start. Once started, this gate is open: what goes wrong later is said where it happens (a
+    connection needing reconnecting ends each run with that reason, an unmapped tax rate
+    fails the invoices that use it), so one new tax rate does not stop every other invoice.
+    """
+    connection = Connection.objects.filter(pk=connection.pk).first()  # as it is now
+    if connection is None or connection.sync_started_at is not None:
+        return ""
+    missing = " ".join(message for message, _tab in readiness(connection))
+    if missing:
+        return (
+            f"Nothing was synced: the set-up is not complete. {missing} Once it is, sync "
+            f"has to be started. {START_HOW}"
+        )
+    return f"Nothing was synced: sync has not been started for this company. {START_HOW}"
+
+
+def sync_start(*, connection: Connection, user) -> bool:
+    """Record that ``user`` started sync for the company (the first Sync now), from which on
+    the automatic syncs run. Returns whether this call started it (False: already started).
+
+    Raises ``ValidationError`` naming what is missing while a readiness check fails.
+    """
+    missing = readiness(connection)
+    if missing:
+        raise ValidationError(" ".join(message for message, _tab in missing))
+    now = timezone.now()
+    started = Connection.objects.filter(pk=connection.pk, sync_started_at__isnull=True).update(
+        sync_started_at=now, sync_started_by=user
+    )
+    connection.refresh_from_db(fields=["sync_started_at", "sync_started_by"])
+    return bool(started)
 
 
 def tax_rates_unmapped(*, connection: Connection) -> list[TaxRate]:
@@ -216,6 +259,13 @@ def field_mappings_save(*, connection: Connection, rows: dict[str, tuple[str, st
                 local_field=name,
                 defaults={"qbo_field": qbo_field, "direction": direction},
             )
+
+
+def field_mappings_restore_defaults(*, connection: Connection) -> int:
+    """Put the invoice field mapping back to the defaults (``fieldmap.LOCAL_FIELDS``): the
+    saved rows go, and the defaults apply again. Returns how many saved rows there were."""
+    deleted, _ = FieldMapping.objects.filter(connection=connection).delete()
+    return deleted
 
 
 def custom_fields_fetch(*, connection: Connection, client=None) -> dict[str, str]:

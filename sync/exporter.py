@@ -31,7 +31,7 @@ from integrations.quickbooks.errors import (
 from portal.models import Invoice
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
-from sync.entities.invoice import invoices_for_push, invoices_settled_count
+from sync.entities.invoice import invoices_for_push, invoices_settled_count, linked_elsewhere
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
 from sync.writer import BatchWriter, Write
@@ -44,14 +44,23 @@ class Exporter(BatchWriter):
     # --- invoices --------------------------------------------------------------------------
 
     def push_invoices(
-        self, *, invoice_ids: list[int] | None = None, force: bool = False
+        self,
+        *,
+        invoice_ids: list[int] | None = None,
+        force: bool = False,
+        other_companies: bool = False,
     ) -> list[Pair]:
         """Push new and changed invoices (or just ``invoice_ids``; ``force`` sends them even
-        when unchanged or held). Returns the (binding, invoice) pairs QuickBooks refused as
-        stale, for the importer to compare."""
+        when unchanged or held; ``other_companies`` sends them even when they are linked to
+        another QuickBooks company). Returns the (binding, invoice) pairs QuickBooks refused
+        as stale, for the importer to compare."""
+        before = self.log.outcome.settled
         changed_for = None if invoice_ids is not None else self.binder.mapping_signature
         invoices = invoices_for_push(
-            config=self.ctx.config, invoice_ids=invoice_ids, changed_for=changed_for
+            config=self.ctx.config,
+            invoice_ids=invoice_ids,
+            changed_for=changed_for,
+            other_companies=other_companies,
         )
         if changed_for is not None:
             # Settled and untouched since: counted, not loaded.
@@ -112,7 +121,10 @@ class Exporter(BatchWriter):
             self._check(record, invoice, neutral, to_write)
         # Creates, then updates, then voids.
         to_write.sort(key=lambda pair: bool(pair[0].qbo_id))
-        self.log.progress(total=len(to_write) + len(voids))
+        # Announced: the invoices already counted (unchanged, refused, failed before sending)
+        # and those about to be written.
+        handled = self.log.outcome.settled - before
+        self.log.progress(total=handled + len(to_write) + len(voids))
         writes = self._bodies(to_write, sparse=not force)
         writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
         for record, invoice, result in self.write_batch(writes, self.invoices):
@@ -354,6 +366,7 @@ class Exporter(BatchWriter):
             return problems
         found, refused = self.lookup_by_name(kind, list(missing.values()))
         to_create = []
+        before = self.log.outcome.settled
         for local_id, local in missing.items():
             name = adapter.label(local)
             record = self.binder.get(kind, local_id) or self.binder.new(kind, local)
@@ -388,6 +401,8 @@ class Exporter(BatchWriter):
                 self.binder.fail(record, reason)
                 continue
             to_create.append((record, local, "create", adapter.body(local)))
+        # Announced: the records that failed above and those about to be created.
+        self.log.progress(total=self.log.outcome.settled - before + len(to_create))
         for record, local, result in self.write_batch(to_create, adapter):
             name = adapter.label(local)
             if isinstance(result, Exception):
@@ -426,8 +441,14 @@ class Exporter(BatchWriter):
         return ""
 
     def push_list(self, adapter: NameListAdapter) -> None:
-        """Bind every active portal record of a name list (the items quick sync)."""
-        local = {obj.pk: obj for obj in adapter.model.objects.filter(active=True)}
+        """Bind every active portal record of a name list (the items quick sync), but those
+        linked to another QuickBooks company (an invoice sent here takes them along)."""
+        active = linked_elsewhere(
+            adapter.model.objects.filter(active=True),
+            kind=adapter.kind,
+            connection_id=self.ctx.connection.pk,
+        )
+        local = {obj.pk: obj for obj in active}
         self.log.progress(total=len(local))
         self.ensure(adapter, local)
         self.log.progress(done=len(local))

@@ -27,11 +27,26 @@ class LocalField:
     kind: str  # text, date, email, customer, lines, currency
     default: str  # default QuickBooks field ("" = not mapped by default)
     fixed: bool = False  # must stay mapped to its default (the invoice cannot exist without it)
+    # Must map to some QuickBooks field (why, for the message when it is left unmapped).
+    required: str = ""
 
 
 LOCAL_FIELDS: tuple[LocalField, ...] = (
-    LocalField("number", "Invoice number", "text", "DocNumber"),
-    LocalField("issue_date", "Issue date", "date", "TxnDate"),
+    LocalField(
+        "number",
+        "Invoice number",
+        "text",
+        "DocNumber",
+        required="both sides recognise an invoice by its number, and without it QuickBooks "
+        "would number portal invoices itself",
+    ),
+    LocalField(
+        "issue_date",
+        "Issue date",
+        "date",
+        "TxnDate",
+        required="without it QuickBooks would date every invoice the day it is sent",
+    ),
     LocalField("due_date", "Due date", "date", "DueDate"),
     LocalField("customer", "Customer", "customer", "CustomerRef", fixed=True),
     LocalField("lines", "Lines", "lines", "Line", fixed=True),
@@ -132,6 +147,12 @@ def validate_mappings(
             continue
         if field.fixed and qbo_field != field.default:
             errors[name] = f"{field.label} must stay mapped to {QBO_FIELD_LABELS[field.default]}."
+            continue
+        if not qbo_field and field.required:
+            errors[name] = (
+                f"{field.label} must be mapped to a QuickBooks field: {field.required}. "
+                f"Its default is {QBO_FIELD_LABELS[field.default]}."
+            )
             continue
         if not qbo_field:
             continue

@@ -68,7 +68,8 @@ class Importer(Component):
         changes = self.ctx.backend.changes(
             feed, config.pull_cursor, now=now, invoices_from=config.first_invoice_date
         )
-        self.log.progress(total=sum(len(v) for v in changes.values()))
+        # Payments reach no outcome of their own (they set an invoice's amount paid).
+        self.log.progress(total=sum(len(v) for k, v in changes.items() if k != PAYMENT))
         for adapter in adapters:
             if adapter.name_list:
                 self.import_names(adapter, changes.get(adapter.qbo_entity, []))
@@ -87,7 +88,6 @@ class Importer(Component):
             invoices += extra
         to_push = self.import_invoices(invoices)
         self.settle_merged()
-        self.log.progress(done=len(changes.get(PAYMENT, [])))
         self._read_at = now
         self._cursor = self.ctx.backend.next_cursor or now
         return to_push

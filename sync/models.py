@@ -265,6 +265,9 @@ class SyncRun(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    # What staff read for a run that ended with failed records: *done*, but not cleanly.
+    DONE_WITH_FAILURES = "done_with_failures"
+
     connection = models.ForeignKey(
         "integrations.Connection", on_delete=models.CASCADE, related_name="sync_runs"
     )
@@ -281,6 +284,11 @@ class SyncRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(default=0)
+    # Records with nothing to send (a void never sent); with the counts above they make
+    # ``done``, the records the run has finished.
+    skipped = models.PositiveIntegerField(default=0)
+    # Requests sent to QuickBooks' API, retries and pages included (token refreshes are not
+    # API requests).
     api_calls = models.PositiveIntegerField("API calls", default=0)
     message = models.TextField(blank=True)
 
@@ -288,13 +296,31 @@ class SyncRun(models.Model):
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
-        return f"{self.get_direction_display()} run {self.pk} ({self.get_status_display()})"
+        return f"{self.get_direction_display()} run {self.pk} ({self.outcome_label})"
 
     @property
     def progress_percent(self) -> int:
         if not self.total:
             return 100 if self.status == self.Status.DONE else 0
         return min(100, round(100 * self.done / self.total))
+
+    @property
+    def outcome(self) -> str:
+        """The status as staff read it: ``DONE_WITH_FAILURES`` for a run that ended with
+        failed records (its ``status`` stays *done*: the run itself went to its end)."""
+        if self.status == self.Status.DONE and self.failed:
+            return self.DONE_WITH_FAILURES
+        return self.status
+
+    @property
+    def outcome_label(self) -> str:
+        if self.outcome == self.DONE_WITH_FAILURES:
+            return "Done with failures"
+        return self.get_status_display()
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
 
 class SyncEvent(models.Model):

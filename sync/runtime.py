@@ -70,4 +70,5 @@ def context_for(
         rates_by_code=rates_by_code,
     )
     ctx.adapters = {adapter.kind: adapter(ctx) for adapter in ADAPTERS}
+    log.api_calls = lambda: ctx.backend.requests_sent
     return ctx

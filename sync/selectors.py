@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from integrations.models import Connection
 from portal.models import Invoice, Item
+from sync.entities.invoice import linked_elsewhere
 from sync.models import SyncEvent, SyncRecord, SyncRun, TaxMapping
 
 S = SyncRecord.Status
@@ -19,6 +20,20 @@ def tax_mapping_codes(*, connection: Connection) -> dict[int, int]:
     return dict(
         TaxMapping.objects.filter(connection=connection).values_list("tax_rate_id", "tax_code_id")
     )
+
+
+def linked_counts(*, connection: Connection) -> dict[str, int]:
+    """{"invoice", "customer", "item": how many portal records are linked to a QuickBooks
+    object of the connection}."""
+    counts = dict(
+        SyncRecord.objects.filter(connection=connection)
+        .exclude(qbo_id="")
+        .filter(Q(invoice__isnull=False) | Q(customer__isnull=False) | Q(item__isnull=False))
+        .values_list("object_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {kind: counts.get(kind, 0) for kind in ("invoice", "customer", "item")}
 
 
 def items_with_bindings(*, connection: Connection) -> QuerySet[Item]:
@@ -35,6 +50,15 @@ def items_with_bindings(*, connection: Connection) -> QuerySet[Item]:
 def runs_for(*, connection: Connection) -> QuerySet[SyncRun]:
     """The connection's runs, newest first."""
     return SyncRun.objects.filter(connection=connection)
+
+
+def run_running(*, connection: Connection) -> SyncRun | None:
+    """The company's newest run still going, if any."""
+    return (
+        SyncRun.objects.filter(connection=connection, status=SyncRun.Status.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
 
 
 def run_started_since(*, connection: Connection, moment: datetime) -> bool:
@@ -77,11 +101,27 @@ def record_get(*, record_id: int) -> SyncRecord | None:
     return SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
 
 
+def invoices_linked_elsewhere(*, connection: Connection) -> int:
+    """Portal invoices linked to another QuickBooks company and not to this one (left out of
+    this company's pushes)."""
+    total = Invoice.objects.count()
+    if not total:
+        return 0
+    here = linked_elsewhere(Invoice.objects.all(), kind="invoice", connection_id=connection.pk)
+    return total - here.count()
+
+
 def invoice_status_counts(*, connection: Connection) -> dict[str, int]:
-    """{binding status: invoices}; portal invoices without a binding count as not synced."""
+    """{binding status: invoices}; portal invoices without a binding count as not synced,
+    but those linked to another QuickBooks company (``invoices_linked_elsewhere``)."""
     records = SyncRecord.objects.filter(connection=connection, object_type="invoice")
     by_status = dict(records.values_list("status").annotate(n=Count("id")).order_by())
-    unbound = max(0, Invoice.objects.count() - sum(by_status.values()))
+    unbound = max(
+        0,
+        Invoice.objects.count()
+        - sum(by_status.values())
+        - invoices_linked_elsewhere(connection=connection),
+    )
     by_status[S.NOT_SYNCED] = by_status.get(S.NOT_SYNCED, 0) + unbound
     return by_status
 
@@ -103,19 +143,19 @@ def last_run(*, connection: Connection) -> SyncRun | None:
     return SyncRun.objects.filter(connection=connection).order_by("-started_at").first()
 
 
-def events_per_day(
-    *, connection: Connection, since: datetime, actions: list[str]
-) -> list[tuple[date, str, int]]:
-    """(day, action, count) of the connection's events of ``actions`` since ``since``."""
-    return list(
-        SyncEvent.objects.filter(
-            run__connection=connection, created_at__gte=since, action__in=actions
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day", "action")
-        .annotate(n=Count("id"))
-        .order_by()
+def run_counts_per_day(
+    *, connection: Connection, since: datetime, counts: list[str]
+) -> list[tuple[date, dict[str, int]]]:
+    """(day, {count: sum}) of the connection's runs started since ``since``, for the run
+    fields ``counts`` (dry runs changed nothing and are left out)."""
+    rows = (
+        SyncRun.objects.filter(connection=connection, started_at__gte=since, dry_run=False)
+        .annotate(day=TruncDate("started_at"))
+        .values("day")
+        .annotate(**{f"sum_{name}": Sum(name) for name in counts})
+        .order_by("day")
     )
+    return [(row["day"], {name: row[f"sum_{name}"] or 0 for name in counts}) for row in rows]
 
 
 def waiting_for_worker(*, connection: Connection, queued_at: datetime) -> bool:

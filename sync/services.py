@@ -20,7 +20,7 @@ from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from portal.changes import unstamped
 from portal.history import changes_by, update_with_history
 from portal.models import Invoice
-from sync.configuration import sync_configuration_for
+from sync.configuration import sync_configuration_for, sync_gate
 from sync.context import SyncContext
 from sync.exporter import Exporter
 from sync.importer import Importer
@@ -31,6 +31,13 @@ from sync.runtime import context_for
 logger = logging.getLogger(__name__)
 
 BUSY = "Another sync for this company is running; this one was skipped."
+# Triggers that run without a person choosing this very run: nothing runs for them until
+# sync has been started for the company (``sync.configuration.sync_gate``). Sync now, Quick
+# Sync, Retry and the conflict choices are staff's own, and check what they need themselves.
+GATED_TRIGGERS = ("schedule", "save", "webhook", "command")
+# Of those, the ones that repeat by themselves (every minute, on every save or notification):
+# a skip for the same reason as their last run is not recorded again.
+QUIET_TRIGGERS = ("schedule", "save", "webhook")
 _local = threading.local()
 
 
@@ -70,7 +77,18 @@ def sync_run(
     reason; per-record failures are on the records and the run goes on. Never raises: the
     run's status and message say what happened, whatever the error (an unexpected one is
     logged with its traceback).
+
+    Automatic triggers (``GATED_TRIGGERS``) do nothing until sync has been started for the
+    company: the run is *skipped* with what is missing, and makes no request to QuickBooks.
+    A schedule, save or webhook skip for the same reason as that trigger's last run is not
+    recorded again (that run is returned), so the history shows one skip per reason.
     """
+    if trigger in GATED_TRIGGERS:
+        why = sync_gate(connection)
+        if why:
+            return _skip_gated(
+                connection, trigger=trigger, direction=direction, why=why, dry_run=dry_run
+            )
     run = SyncRun.objects.create(
         connection=connection,
         trigger=trigger,
@@ -100,8 +118,13 @@ def sync_run(
             on_progress=on_progress,
             heartbeat=Heartbeat(lease),
         )
+        # Invoices linked to another QuickBooks company are sent only when staff pick them
+        # (Sync now on the invoice or on a selection), never by themselves.
+        chosen = trigger == SyncRun.Trigger.BUTTON and invoice_ids is not None
         with sync_writing():
-            _run_steps(ctx, direction=direction, invoice_ids=invoice_ids, force=force)
+            _run_steps(
+                ctx, direction=direction, invoice_ids=invoice_ids, force=force, chosen=chosen
+            )
         if not dry_run and direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
             config.__class__.objects.filter(pk=config.pk).update(last_push_at=timezone.now())
         status, message = SyncRun.Status.DONE, ""
@@ -128,9 +151,33 @@ def sync_run(
         lease.release()
     run.refresh_from_db()
     if ctx is not None:
-        run.api_calls = ctx.backend.api_calls
+        run.api_calls = ctx.backend.requests_sent
         run.planned = ctx.log.outcome.planned  # type: ignore[attr-defined]
     return _finish(run, status, message)
+
+
+def _skip_gated(
+    connection: Connection, *, trigger: str, direction: str, why: str, dry_run: bool
+) -> SyncRun:
+    if trigger in QUIET_TRIGGERS:
+        last = (
+            SyncRun.objects.filter(connection=connection, trigger=trigger)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
+        if last is not None and last.status == SyncRun.Status.SKIPPED and last.message == why:
+            last.lock_busy = False
+            return last
+    run = SyncRun.objects.create(
+        connection=connection,
+        trigger=trigger,
+        direction=direction,
+        dry_run=dry_run,
+        status=SyncRun.Status.RUNNING,
+    )
+    run.lock_busy = False
+    logger.info("sync.run.not_started", extra={"run": run.pk, "trigger": trigger})
+    return _finish(run, SyncRun.Status.SKIPPED, why)
 
 
 DEAD_RUN = (
@@ -174,14 +221,21 @@ def history_source(run: SyncRun, step: str) -> str:
 
 
 def _run_steps(
-    ctx: SyncContext, *, direction: str, invoice_ids: list[int] | None, force: bool
+    ctx: SyncContext,
+    *,
+    direction: str,
+    invoice_ids: list[int] | None,
+    force: bool,
+    chosen: bool = False,
 ) -> None:
     exporter, importer = Exporter(ctx), Importer(ctx)
     run = ctx.log.run
     with changes_by(history_source(run, "push")):
         exporter.replay_uncertain()
         if direction in (SyncRun.Direction.PUSH, SyncRun.Direction.BOTH):
-            stale = exporter.push_invoices(invoice_ids=invoice_ids, force=force)
+            stale = exporter.push_invoices(
+                invoice_ids=invoice_ids, force=force, other_companies=chosen
+            )
             exporter.push_updates(importer.reconcile_stale(stale), whole=importer.send_whole)
             # Creates whose answer this push lost are settled now if QuickBooks answers again,
             # and so before the pull reads the feed, where they may show as new invoices.
@@ -202,9 +256,11 @@ def _finish(run: SyncRun, status: str, message: str) -> SyncRun:
     run.status = status
     run.message = message
     run.finished_at = timezone.now()
-    if status == SyncRun.Status.DONE and run.total and run.done < run.total:
-        run.done = run.total
-    run.save(update_fields=["status", "message", "finished_at", "api_calls", "done"])
+    if status == SyncRun.Status.DONE:
+        # Announced records that reached no outcome (a payment, a deleted name-list entry,
+        # one left for the next run) leave the total: what is shown is what was done.
+        run.total = run.done
+    run.save(update_fields=["status", "message", "finished_at", "api_calls", "done", "total"])
     if message:
         SyncEvent.objects.create(
             run=run,

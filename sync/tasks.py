@@ -111,8 +111,34 @@ def pull_realm(realm_id: str, trigger: str = "webhook") -> list[int]:
     return runs
 
 
+def schedule_due(config: SyncConfiguration, *, now) -> str:
+    """The direction the schedule syncs ``config``'s company in at ``now``, or "" (not due).
+
+    Two-way: pull (and push) every interval. One-way: push every interval, which catches what
+    push-on-save did not send (it may be off). In between, a push when failed records are due
+    for their retry or a write's answer is still unknown.
+    """
+    connection = config.connection
+    last = config.last_pull_at if config.two_way else config.last_push_at
+    if last is None or (now - last).total_seconds() >= config.pull_interval_minutes * 60:
+        return "both" if config.two_way else "push"
+    due_retry = (
+        SyncRecord.objects.filter(
+            connection=connection,
+            object_type="invoice",
+            status=SyncRecord.Status.FAILED,
+            next_retry_at__lte=now,
+        ).exists()
+        or SyncRecord.objects.filter(connection=connection, uncertain=True).exists()
+    )
+    return "push" if due_retry else ""
+
+
 def scheduled_sync() -> list[int]:
-    """Every minute: sync companies whose interval has passed, retry failed records now due."""
+    """Every minute: sync companies whose interval has passed, retry failed records now due.
+
+    A company whose sync has not been started gets a skipped run saying what is missing, once
+    per reason (``sync_run``), and no request goes to QuickBooks."""
     now = timezone.now()
     runs = []
     for config in SyncConfiguration.objects.filter(
@@ -120,24 +146,9 @@ def scheduled_sync() -> list[int]:
     ).select_related("connection"):
         connection = config.connection
         runs_end_dead(connection=connection)
-        due_retry = (
-            SyncRecord.objects.filter(
-                connection=connection,
-                object_type="invoice",
-                status=SyncRecord.Status.FAILED,
-                next_retry_at__lte=now,
-            ).exists()
-            or SyncRecord.objects.filter(connection=connection, uncertain=True).exists()
-        )
-        # Two-way: pull (and push) every interval. One-way: push every interval, which
-        # catches what push-on-save did not send (it may be off).
-        last = config.last_pull_at if config.two_way else config.last_push_at
-        due = last is None or (now - last).total_seconds() >= config.pull_interval_minutes * 60
-        if due:
-            direction = "both" if config.two_way else "push"
+        direction = schedule_due(config, now=now)
+        if direction:
             runs.append(sync_run(connection=connection, trigger="schedule", direction=direction).pk)
-        elif due_retry:
-            runs.append(sync_run(connection=connection, trigger="schedule", direction="push").pk)
     return runs
 
 
@@ -149,5 +160,6 @@ __all__ = [
     "resolve_conflict",
     "resolve_number_clash",
     "run_sync",
+    "schedule_due",
     "scheduled_sync",
 ]

@@ -86,9 +86,20 @@ def pick_journals(connection) -> None:
     )
 
 
-def set_up_for_sync(connection, *, tax_rate_name: str = "California"):
+def record_start(connection) -> None:
+    """Sync started for the company, as when a Sync administrator first presses Sync now:
+    from then on the schedule, saves, webhooks and ``qbo_sync`` sync it."""
+    from django.utils import timezone
+
+    from integrations.models import Connection
+
+    Connection.objects.filter(pk=connection.pk).update(sync_started_at=timezone.now())
+    connection.refresh_from_db()
+
+
+def set_up_for_sync(connection, *, tax_rate_name: str = "California", start: bool = True):
     """Journals picked, tax codes fetched and one portal tax rate mapped to QuickBooks'
-    code of the same name: a company ready to sync."""
+    code of the same name: a company ready to sync, and (``start``) started."""
     from decimal import Decimal
 
     from integrations import services
@@ -103,5 +114,7 @@ def set_up_for_sync(connection, *, tax_rate_name: str = "California"):
         name=tax_rate_name, defaults={"percent": code.rate_percent or Decimal("8")}
     )
     TaxMapping.objects.create(connection=connection, tax_rate=rate, tax_code=code)
+    if start:
+        record_start(connection)
     connection.refresh_from_db()
     return connection

@@ -179,7 +179,8 @@ def _name_chunks(names: list[str]) -> Iterator[list[str]]:
 
 
 class QuickBooksBackend:
-    """One company's QuickBooks, as the engine speaks to it; ``api_calls`` counts requests."""
+    """One company's QuickBooks, as the engine speaks to it; ``api_calls`` counts the calls
+    it makes, ``requests_sent`` the requests that really went out."""
 
     def __init__(self, client: QBOClient):
         self.client = client
@@ -202,6 +203,11 @@ class QuickBooksBackend:
         without a limiter)."""
         try_batch = getattr(getattr(self.client, "limiter", None), "try_batch", None)
         return True if try_batch is None else try_batch()
+
+    @property
+    def requests_sent(self) -> int:
+        """The same count as ``api_calls`` (the requests that really went out)."""
+        return self.api_calls
 
     # --- reads -------------------------------------------------------------------------
 

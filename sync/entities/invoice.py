@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Exists, OuterRef, Prefetch, Q
 
 from integrations.quickbooks.backend import version_ref
 from portal.models import Invoice, InvoiceLine, default_currency
@@ -26,18 +26,35 @@ def lines_prefetch(path: str) -> Prefetch:
     return Prefetch(path, queryset=InvoiceLine.objects.select_related("item", "tax_rate"))
 
 
+def linked_elsewhere(queryset, *, kind: str, connection_id: int):
+    """``queryset`` (portal invoices, customers or items) without the records linked to
+    another QuickBooks company and not to this one: after a switch of company, what belongs
+    to the old company's books is not sent to the new one by itself."""
+    elsewhere = (
+        SyncRecord.objects.filter(**{kind: OuterRef("pk")})
+        .exclude(connection_id=connection_id)
+        .exclude(qbo_id="")
+    )
+    here = SyncRecord.objects.filter(**{kind: OuterRef("pk")}, connection_id=connection_id)
+    return queryset.exclude(Q(Exists(elsewhere)) & ~Q(Exists(here)))
+
+
 def invoices_for_push(
     *,
     config: SyncConfiguration,
     invoice_ids: list[int] | None,
     changed_for: str | None = None,
+    other_companies: bool = False,
 ) -> list[Invoice]:
     """Portal invoices the sync looks at (on or after the first invoice date), in id order,
     with customer, lines, items and tax rates loaded; only ``invoice_ids`` when given.
 
     ``changed_for``: a mapping signature (``runtime.mapping_signature``); leaves out, in SQL,
     the invoices settled with QuickBooks whose version and mapping are still those both sides
-    agreed on, so a sync with nothing to do loads nothing (``portal.changes``)."""
+    agreed on, so a sync with nothing to do loads nothing (``portal.changes``).
+
+    Invoices linked to another QuickBooks company (and not to this one) are left out unless
+    ``other_companies``: staff send such an invoice on purpose, one by one."""
     qs = Invoice.objects.select_related("customer").prefetch_related(lines_prefetch("lines"))
     if config.first_invoice_date:
         qs = qs.filter(issue_date__gte=config.first_invoice_date)
@@ -45,6 +62,8 @@ def invoices_for_push(
         qs = qs.filter(pk__in=invoice_ids)
     if changed_for is not None:
         qs = qs.exclude(_settled(config, changed_for))
+    if not other_companies:
+        qs = linked_elsewhere(qs, kind="invoice", connection_id=config.connection_id)
     return list(qs.order_by("pk"))
 
 

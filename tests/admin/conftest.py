@@ -11,6 +11,7 @@ from django.utils import timezone
 from integrations.models import Connection, QuickBooksAccount, QuickBooksTaxCode
 from portal.models import Customer, Invoice, Item, TaxRate
 from portal.roles import AUDITORS, BILLING_STAFF, SYNC_ADMINISTRATORS
+from tests.qbo import record_start
 from tests.sync.conftest import make_invoice, ready, run_sync  # noqa: F401  (re-exported)
 
 ROLES = (SYNC_ADMINISTRATORS, BILLING_STAFF, AUDITORS)
@@ -55,6 +56,13 @@ def connection(db, settings):
     connection.income_account = income
     connection.accounts_fetched_at = now
     connection.save()
+    return connection
+
+
+@pytest.fixture
+def started(connection):
+    """The same company once a Sync administrator has started sync (pressed Sync now)."""
+    record_start(connection)
     return connection
 
 

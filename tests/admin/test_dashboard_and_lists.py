@@ -25,12 +25,22 @@ def test_dashboard_shows_health_counts_failures_and_an_svg_chart(
         status="failed",
         details="The customer name is refused.",
     )
-    run = SyncRun.objects.create(connection=connection, trigger="button", direction="push")
+    # The chart adds up the runs' own counts (as the history tab shows them).
+    run = SyncRun.objects.create(
+        connection=connection, trigger="button", direction="push", created=1, failed=1
+    )
     now = timezone.now()
     SyncEvent.objects.create(run=run, action="created", message="c", created_at=now)
     SyncEvent.objects.create(run=run, action="failed", message="f", created_at=now)
+    old = SyncRun.objects.create(
+        connection=connection,
+        trigger="button",
+        direction="push",
+        created=1,
+        started_at=now - timedelta(days=45),
+    )
     SyncEvent.objects.create(
-        run=run, action="created", message="old", created_at=now - timedelta(days=45)
+        run=old, action="created", message="old", created_at=now - timedelta(days=45)
     )
     login(AUDITORS)
     page = client.get(reverse("admin:index")).content.decode()
@@ -46,7 +56,7 @@ def test_dashboard_shows_health_counts_failures_and_an_svg_chart(
     assert page.count('class="ll-chart-day"') == 30
     assert f'data-day="{timezone.localdate().isoformat()}"' in page
     assert "1 created, 0 updated, 1 failed, 0 conflicts" in page
-    assert "Created: 1</li>" in page  # the 45-day-old event is outside the chart
+    assert "Created: 1</li>" in page  # the 45-day-old run is outside the chart
     assert "<script" not in page.split('id="qbo-dashboard"')[1].split("</section>")[0]
 
 
@@ -120,3 +130,25 @@ def test_auditors_cannot_retry_sync_records(client, login, connection, invoices,
     assert queued == []
     record.refresh_from_db()
     assert record.status == "failed"
+
+
+def test_dashboard_counts_invoices_linked_to_another_company_apart(
+    client, login, connection, invoices
+):
+    from integrations.models import Connection
+
+    old = Connection.objects.create(
+        environment="emulator", realm_id="4620816365000000000", company_name="Old Books",
+        status=Connection.Status.DISCONNECTED,
+    )  # fmt: skip
+    linked_there, _plain = invoices(2)
+    SyncRecord.objects.create(
+        connection=old, object_type="invoice", invoice=linked_there, qbo_id="12", status="synced"
+    )
+    login(AUDITORS)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert '<span class="ll-badge not_synced">Not synced: 1</span>' in page
+    assert (
+        '<p id="qbo-count-elsewhere">1 more invoice linked to another QuickBooks company: not '
+        "sent to Sandbox Company unless sent one by one with Sync now.</p>" in page
+    )

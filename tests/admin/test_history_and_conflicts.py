@@ -54,7 +54,7 @@ def test_run_page_shows_events_and_refreshes_only_while_running(
     assert REFRESH not in client.get(url).content.decode()
 
 
-def test_history_waits_for_a_queued_sync_then_stops(client, login, connection, queued):
+def test_history_waits_for_a_queued_sync_then_stops(client, login, connection, started, queued):
     login(BILLING_STAFF)
     response = client.post(reverse("admin:quickbooks_sync"))
     page = client.get(response.url).content.decode()

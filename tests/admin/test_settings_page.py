@@ -98,7 +98,9 @@ def test_readiness_without_a_connection(client, login, db):
     assert "Connect QuickBooks first" in page
 
 
-def test_sync_button_queues_push_and_pull_and_goes_to_history(client, login, connection, queued):
+def test_sync_button_queues_push_and_pull_and_goes_to_history(
+    client, login, connection, started, queued
+):
     login(BILLING_STAFF)
     response = client.post(reverse("admin:quickbooks_sync"))
     assert response.status_code == 302

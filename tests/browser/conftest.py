@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import totp_code
+from tests.sync.conftest import make_invoice  # noqa: F401  (a fixture, re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"

@@ -194,8 +194,12 @@ def test_connecting_a_second_company_adds_it(qbo, browser):
     qbo.app.reset_realm(qbo.realm_ids[1])
 
     page = follow(browser, consent(start_connect(browser), company=1))
+    # Another company than the one connected: staff confirm the switch first
+    # (tests/integrations/test_company_switch.py).
+    assert landed_on(page) == "/admin/quickbooks/switch/"
+    page = browser.post("/admin/quickbooks/switch/", {"choice": "confirm"}, follow=True)
 
-    assert shown_messages(page) == ["Connected to QuickBooks company Sandbox Company_US_2."]
+    assert shown_messages(page)[0] == "Connected to QuickBooks company Sandbox Company_US_2."
     assert sorted(Connection.objects.values_list("realm_id", flat=True)) == sorted(qbo.realm_ids)
 
 

@@ -172,7 +172,10 @@ def test_saving_journals_in_the_admin(qbo, fetched, browser):
     ],
 )  # fmt: skip
 def test_a_wrong_account_is_refused_naming_the_field(qbo, fetched, browser, field, name, message):
-    page = browser.post(JOURNALS_URL, {field: account(fetched, name).pk}, follow=True)
+    chosen = {field: account(fetched, name).pk}
+    # Income is required: a good one goes along, so the only fault is the wrong account.
+    chosen.setdefault("income_account", account(fetched, "Sales of Product Income").pk)
+    page = browser.post(JOURNALS_URL, chosen, follow=True)
 
     assert shown_messages(page) == [message]
     fetched.refresh_from_db()
@@ -207,3 +210,49 @@ def test_journals_keep_after_a_fetch(qbo, fetched):
 
     fetched.refresh_from_db()
     assert fetched.income_account_id == income.pk
+
+
+# --- Required journals ---------------------------------------------------------------------
+
+BLANK = {"income_account": "", "expense_account": "", "asset_account": ""}
+INCOME_REQUIRED = "Income account: required. Every item Ledgerlink creates in QuickBooks needs one."
+
+
+def test_blank_journals_are_refused_naming_the_income_account(qbo, fetched, browser):
+    page = browser.post(JOURNALS_URL, BLANK, follow=True)
+
+    assert shown_messages(page) == [INCOME_REQUIRED]
+    fetched.refresh_from_db()
+    assert fetched.income_account_id is None
+    text = page.content.decode()
+    assert "Income is required. Expense and Inventory Asset are required while the portal has " in (
+        text
+    )
+    assert "(it has none now, so they may stay blank)" in text
+    assert '<label for="id_income_account" class="required">' in text
+    assert '<label for="id_expense_account">' in text
+
+
+def test_with_inventory_items_expense_and_inventory_asset_are_required_too(qbo, fetched, browser):
+    from portal.models import Item
+
+    Item.objects.create(name="Garden hose", type=Item.Type.INVENTORY)
+    income = account(fetched, "Sales of Product Income")
+    page = browser.post(JOURNALS_URL, {**BLANK, "income_account": income.pk}, follow=True)
+
+    assert shown_messages(page) == [
+        "Expense account: required while the portal has inventory item (1): QuickBooks needs "
+        "it to create them.",
+        "Inventory Asset account: required while the portal has inventory item (1): "
+        "QuickBooks needs it to create them.",
+    ]
+    fetched.refresh_from_db()
+    assert fetched.income_account_id is None  # nothing of a refused save is kept
+    assert "(it has 1 now)" in page.content.decode()
+    assert '<label for="id_asset_account" class="required">' in page.content.decode()
+
+    with pytest.raises(ValidationError) as refused:
+        services.journals_save(
+            connection=fetched, income_account=income, expense_account=None, asset_account=None
+        )
+    assert set(refused.value.message_dict) == {"expense_account", "asset_account"}

@@ -30,7 +30,7 @@ class Command(BaseCommand):
                 invoice_ids=[r.invoice_id for r in records],
             )
             self.stdout.write(
-                f"  {run.get_status_display()}: {run.created} created, {run.updated} updated, "
+                f"  {run.outcome_label}: {run.created} created, {run.updated} updated, "
                 f"{run.failed} still failing"
             )
             for record in SyncRecord.objects.filter(

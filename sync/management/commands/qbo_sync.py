@@ -69,12 +69,12 @@ class Command(BaseCommand):
     def _summary(self, run):
         for line in getattr(run, "planned", []) or []:
             self.stdout.write(f"  would {line}")
-        style = self.style.SUCCESS if run.status == "done" else self.style.ERROR
+        style = self.style.SUCCESS if run.outcome == "done" else self.style.ERROR
         self.stdout.write(
             style(
-                f"  {run.get_status_display()}: {run.created} created, {run.updated} updated, "
+                f"  {run.outcome_label}: {run.created} created, {run.updated} updated, "
                 f"{run.unchanged} unchanged, {run.failed} failed, {run.conflicts} conflicts, "
-                f"{run.api_calls} API calls"
+                f"{run.skipped} skipped, {run.api_calls} API calls"
             )
         )
         if run.message:

@@ -221,3 +221,18 @@ def test_an_invoice_in_quickbooks_cannot_be_deleted_only_voided(client, user_fac
     )
     client.post(url, {"post": "yes"})
     assert Invoice.objects.filter(pk=invoice.pk).exists()
+
+
+def test_invoice_page_panel_links_the_settings_tab_its_reason_names(client, login, listed):
+    from sync.models import SyncRecord
+
+    failed = listed["failed"]
+    SyncRecord.objects.filter(invoice=failed).update(
+        details="The tax rate <Nevada> is not mapped: map it on the Mapping > Tax tab, then retry."
+    )
+    login(BILLING_STAFF)
+    page = client.get(reverse("admin:portal_invoice_change", args=[failed.pk])).content.decode()
+    assert (
+        "The tax rate &lt;Nevada&gt; is not mapped: map it on the "
+        '<a href="/admin/quickbooks/?tab=mapping&amp;sub=tax">Mapping &gt; Tax tab</a>, then retry.'
+    ) in page

@@ -493,20 +493,30 @@ def test_conflict_portal_line_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo
     assert invoice.lines.get(qbo_line_id=line.qbo_line_id).description == "Edited in the portal"
 
 
+def _one_line_on_both_sides(ready, run_sync, qbo_ui, number, rule, ours, theirs):
+    """A pulled rich invoice whose Hours line staff describe as ``ours`` and the accountant
+    as ``theirs``, then synced under ``rule``. Returns (invoice, made, record, line,
+    QuickBooks' version after the accountant's edit)."""
+    lines, extra = _rich(qbo_ui, taxed=True)
+    invoice, made, record = _pulled(run_sync, qbo_ui, number, lines, **extra)
+    _set_rule(ready, rule)
+    line = invoice.lines.get(kind="item", item__name="Hours")
+    line.description = ours
+    line.save()
+    edited = _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, theirs))
+    run = run_sync("both")
+    assert run.status == "done", run.message
+    record.refresh_from_db()
+    return invoice, made, record, line, edited
+
+
 @pytest.mark.parametrize("rule", ["hold", "qbo_wins", "portal_wins"])
 def test_conflict_same_line_edited_on_both_sides_follows_the_rule(
     rule, ready, run_sync, qbo_ui, qbo, sent
 ):
-    lines, extra = _rich(qbo_ui, taxed=True)
-    invoice, made, record = _pulled(run_sync, qbo_ui, "8205", lines, **extra)
-    _set_rule(ready, rule)
-    line = invoice.lines.get(kind="item", item__name="Hours")
-    line.description = "Portal words"
-    line.save()
-    theirs = _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, "QuickBooks words"))
-    run = run_sync("both")
-    assert run.status == "done", run.message
-    record.refresh_from_db()
+    invoice, made, record, line, theirs = _one_line_on_both_sides(
+        ready, run_sync, qbo_ui, "8205", rule, "Portal words", "QuickBooks words"
+    )
     after = qbo_ui.find("Invoice", Id=made["Id"])
     words = _lines(after)[line.qbo_line_id]["Description"]
     local = invoice.lines.get(qbo_line_id=line.qbo_line_id).description
@@ -544,15 +554,9 @@ def test_conflict_portal_memo_vs_qbo_discount(rule, ready, run_sync, qbo_ui, qbo
 def test_conflict_held_then_keep_portal(ready, run_sync, qbo_ui, qbo, sent):
     from sync.services import conflict_resolve
 
-    lines, extra = _rich(qbo_ui, taxed=True)
-    invoice, made, record = _pulled(run_sync, qbo_ui, "8220", lines, **extra)
-    _set_rule(ready, "hold")
-    line = invoice.lines.get(kind="item", item__name="Hours")
-    line.description = "Edited in the portal"
-    line.save()
-    _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, "Edited in QuickBooks"))
-    run_sync("both")
-    record.refresh_from_db()
+    invoice, made, record, line, _theirs = _one_line_on_both_sides(
+        ready, run_sync, qbo_ui, "8220", "hold", "Edited in the portal", "Edited in QuickBooks"
+    )
     assert record.status == "conflict"
     conflict_resolve(record=record, keep="portal")
     record.refresh_from_db()
@@ -567,15 +571,9 @@ def test_conflict_held_then_keep_portal(ready, run_sync, qbo_ui, qbo, sent):
 def test_conflict_held_then_keep_quickbooks(ready, run_sync, qbo_ui, qbo, sent):
     from sync.services import conflict_resolve
 
-    lines, extra = _rich(qbo_ui, taxed=True)
-    invoice, made, record = _pulled(run_sync, qbo_ui, "8230", lines, **extra)
-    _set_rule(ready, "hold")
-    line = invoice.lines.get(kind="item", item__name="Hours")
-    line.description = "Edited in the portal"
-    line.save()
-    theirs = _qbo_edit(qbo_ui, made["Id"], _describe_line(line.qbo_line_id, "Edited in QuickBooks"))
-    run_sync("both")
-    record.refresh_from_db()
+    invoice, _made, record, _line, theirs = _one_line_on_both_sides(
+        ready, run_sync, qbo_ui, "8230", "hold", "Edited in the portal", "Edited in QuickBooks"
+    )
     assert record.status == "conflict"
     qbo.app.clear_log()
     sent.clear()

@@ -224,13 +224,21 @@ class Invoice(TimestampedModel):
     amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, editable=False)
     # Moves up with every change to the invoice or its lines (``portal.changes``).
     version = models.PositiveBigIntegerField(default=0, editable=False)
+    # Set with every version move, cleared by the sync once QuickBooks agrees on the version:
+    # the small set a sync starts from, found through a partial index (``portal.changes``).
+    needs_sync = models.BooleanField(default=True, editable=False)
 
     objects = InvoiceQuerySet.as_manager()
     # The version only counts changes (``portal.changes``); the history shows the changes.
-    history = change_history(excluded_fields=["version"])
+    history = change_history(excluded_fields=["version", "needs_sync"])
 
     class Meta:
         ordering = ["-issue_date", "-number"]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(needs_sync=True), name="invoice_needs_sync"
+            )
+        ]
         permissions = [
             ("sync_invoice", "Can sync invoices with QuickBooks and retry failed syncs"),
         ]
@@ -243,8 +251,9 @@ class Invoice(TimestampedModel):
         if stamped:
             # Counted in the database, so concurrent changes never reuse a version.
             self.version = models.F("version") + 1
+            self.needs_sync = True
             if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
+                kwargs["update_fields"] = {*kwargs["update_fields"], "version", "needs_sync"}
         super().save(*args, **kwargs)
         if stamped:
             self.refresh_from_db(fields=["version"])

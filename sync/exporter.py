@@ -31,7 +31,12 @@ from integrations.quickbooks.errors import (
 from portal.models import Invoice
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
-from sync.entities.invoice import invoices_for_push, invoices_settled_count, linked_elsewhere
+from sync.entities.invoice import (
+    invoices_for_push,
+    linked_elsewhere,
+    needs_sync_clear,
+    push_scope,
+)
 from sync.mappers.invoice import qbo_is_void
 from sync.models import SyncRecord
 from sync.writer import BatchWriter, Write
@@ -56,17 +61,14 @@ class Exporter(BatchWriter):
         as stale, for the importer to compare."""
         before = self.log.outcome.settled
         changed_for = None if invoice_ids is not None else self.binder.mapping_signature
-        invoices = invoices_for_push(
+        invoices, settled = invoices_for_push(
             config=self.ctx.config,
             invoice_ids=invoice_ids,
             changed_for=changed_for,
             other_companies=other_companies,
         )
-        if changed_for is not None:
-            # Settled and untouched since: counted, not loaded.
-            self.log.outcome.unchanged += invoices_settled_count(
-                config=self.ctx.config, changed_for=changed_for
-            )
+        # Settled and untouched since: counted, not loaded.
+        self.log.outcome.unchanged += settled
         records = self.binder.invoice_records([inv.pk for inv in invoices])
         to_write: list[Pair] = []
         voids: list[Pair] = []
@@ -134,7 +136,20 @@ class Exporter(BatchWriter):
         self._recheck(recheck)
         if agreed_again and not self.ctx.dry_run:
             SyncRecord.objects.bulk_update(agreed_again, ["agreed_version", "agreed_mapping"])
+        if not self.ctx.dry_run:
+            self._settle_scope(looked_at_all=changed_for is not None)
         return stale
+
+    def _settle_scope(self, *, looked_at_all: bool) -> None:
+        """Clear the change flag of the invoices QuickBooks now agrees on and, after a push
+        that looked at every invoice, keep its scope, so the next push starts from the
+        changed invoices alone (``invoices_for_push``)."""
+        config, signature = self.ctx.config, self.binder.mapping_signature
+        needs_sync_clear(config=config, signature=signature)
+        scope = push_scope(config, signature)
+        if looked_at_all and config.push_scope != scope:
+            config.push_scope = scope
+            type(config).objects.filter(pk=config.pk).update(push_scope=scope)
 
     def _lines_unknown(self, invoice: Invoice, sent: dict, agreed: dict) -> bool:
         """Whether the lines would be sent while none of them knows its QuickBooks line."""

@@ -59,6 +59,10 @@ class SyncConfiguration(models.Model):
     pull_cursor = models.DateTimeField(null=True, blank=True, editable=False)
     last_pull_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_push_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The scope (mapping signature and first invoice date) under which a push last looked at
+    # every invoice: while it holds, pushes start from the changed invoices alone
+    # (``sync.entities.invoice.invoices_for_push``).
+    push_scope = models.CharField(max_length=64, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -223,7 +227,31 @@ class SyncRecord(models.Model):
                 name="sync_record_unique_qbo_id",
             ),
         ]
-        indexes = [models.Index(fields=["connection", "object_type", "status"])]
+        indexes = [
+            models.Index(fields=["connection", "object_type", "status"]),
+            # What an idle sync reads: writes whose answer is unknown, bindings of deleted
+            # invoices, and how many invoices are settled (counted from the index alone).
+            models.Index(
+                fields=["connection", "updated_at"],
+                condition=models.Q(uncertain=True),
+                name="sync_record_uncertain",
+            ),
+            models.Index(
+                fields=["connection", "object_type", "updated_at"],
+                condition=models.Q(invoice__isnull=True),
+                name="sync_record_no_invoice",
+            ),
+            models.Index(
+                fields=["connection"],
+                condition=models.Q(
+                    object_type="invoice",
+                    status__in=["synced", "skipped"],
+                    uncertain=False,
+                    invoice__isnull=False,
+                ),
+                name="sync_record_settled_invoice",
+            ),
+        ]
         permissions = [("retry_syncrecord", "Can retry failed syncs")]
 
     def __str__(self) -> str:

@@ -73,7 +73,7 @@ def reconcile_report(*, connection: Connection, client=None) -> ReconcileReport:
         ).select_related("invoice")
     }
     seen = set()
-    for invoice in invoices_for_push(config=ctx.config, invoice_ids=None):
+    for invoice in invoices_for_push(config=ctx.config, invoice_ids=None)[0]:
         record = records.get(invoice.pk)
         obj = qbo.get(record.qbo_id) if record and record.qbo_id else None
         if obj is None:

@@ -4,9 +4,10 @@ request, sent with their customer and items bound first, and written back into t
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
 from integrations.quickbooks.backend import version_ref
 from portal.models import Invoice, InvoiceLine, default_currency
@@ -39,40 +40,116 @@ def linked_elsewhere(queryset, *, kind: str, connection_id: int):
     return queryset.exclude(Q(Exists(elsewhere)) & ~Q(Exists(here)))
 
 
+# Past this many changed invoices a push reads the book in one pass (its work is that large
+# anyway); it also keeps the id list far under PostgreSQL's 65,535 parameters.
+CHANGED_MAX = 10_000
+SETTLED = (SyncRecord.Status.SYNCED, SyncRecord.Status.SKIPPED)
+
+
+def push_scope(config: SyncConfiguration, signature: str) -> str:
+    """The key of what a push compares invoices under: the mapping's ``signature``
+    (``runtime.mapping_signature``) and the first invoice date. A push that looked at every
+    invoice under a scope leaves it in ``config.push_scope``."""
+    text = f"{signature}|{config.first_invoice_date or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def changed_invoice_ids(config: SyncConfiguration) -> set[int] | None:
+    """Ids of the invoices a push has to look at once an earlier push has looked at all of
+    them under the same scope: those changed since QuickBooks last agreed on them
+    (``Invoice.needs_sync``) and those whose binding here is not settled (failed, held,
+    pending, uncertain...). Two index reads, whatever the size of the book; None past
+    ``CHANGED_MAX``."""
+    ids = set(
+        Invoice.objects.filter(needs_sync=True)
+        .order_by()
+        .values_list("pk", flat=True)[: CHANGED_MAX + 1]
+    )
+    if len(ids) <= CHANGED_MAX:
+        open_statuses = [s for s in SyncRecord.Status.values if s not in SETTLED]
+        ids |= set(
+            SyncRecord.objects.filter(
+                connection_id=config.connection_id, object_type="invoice", invoice__isnull=False
+            )
+            .filter(Q(status__in=open_statuses) | Q(uncertain=True))
+            .order_by()
+            .values_list("invoice_id", flat=True)[: CHANGED_MAX + 1]
+        )
+    return ids if len(ids) <= CHANGED_MAX else None
+
+
 def invoices_for_push(
     *,
     config: SyncConfiguration,
     invoice_ids: list[int] | None,
     changed_for: str | None = None,
     other_companies: bool = False,
-) -> list[Invoice]:
+) -> tuple[list[Invoice], int]:
     """Portal invoices the sync looks at (on or after the first invoice date), in id order,
     with customer, lines, items and tax rates loaded; only ``invoice_ids`` when given.
 
     ``changed_for``: a mapping signature (``runtime.mapping_signature``); leaves out, in SQL,
     the invoices settled with QuickBooks whose version and mapping are still those both sides
-    agreed on, so a sync with nothing to do loads nothing (``portal.changes``).
+    agreed on, so a sync with nothing to do loads nothing (``portal.changes``). When an
+    earlier push looked at every invoice under the same scope (``push_scope``), only the
+    changed ones are even considered (``changed_invoice_ids``).
 
     Invoices linked to another QuickBooks company (and not to this one) are left out unless
-    ``other_companies``: staff send such an invoice on purpose, one by one."""
+    ``other_companies``: staff send such an invoice on purpose, one by one.
+
+    Returns (invoices, how many settled and unchanged invoices were left out: 0 without
+    ``changed_for``)."""
     qs = Invoice.objects.select_related("customer").prefetch_related(lines_prefetch("lines"))
     if config.first_invoice_date:
         qs = qs.filter(issue_date__gte=config.first_invoice_date)
     if invoice_ids is not None:
         qs = qs.filter(pk__in=invoice_ids)
+    changed = None
     if changed_for is not None:
+        if config.push_scope == push_scope(config, changed_for):
+            changed = changed_invoice_ids(config)
+        if changed is not None:
+            qs = qs.filter(pk__in=changed)
         qs = qs.exclude(_settled(config, changed_for))
     if not other_companies:
         qs = linked_elsewhere(qs, kind="invoice", connection_id=config.connection_id)
-    return list(qs.order_by("pk"))
+    invoices = list(qs.order_by("pk"))
+    if changed_for is None:
+        return invoices, 0
+    return invoices, _settled_count(config, changed_for, changed)
 
 
-def invoices_settled_count(*, config: SyncConfiguration, changed_for: str) -> int:
-    """How many invoices ``invoices_for_push(changed_for=...)`` leaves out (one COUNT)."""
-    qs = Invoice.objects.all()
+def _settled_count(config: SyncConfiguration, signature: str, changed: set[int] | None) -> int:
+    """How many invoices in scope are settled at their current version under this mapping.
+
+    From the changed set (``changed_invoice_ids``): the settled bindings here, counted from
+    their partial index alone (since the push that looked at every invoice under this scope,
+    every settled binding agreed under this mapping), less those whose invoice changed since
+    and those issued before the first invoice date (read through the invoices' dates);
+    otherwise one COUNT over the book."""
+    if changed is None:
+        qs = Invoice.objects.all()
+        if config.first_invoice_date:
+            qs = qs.filter(issue_date__gte=config.first_invoice_date)
+        return qs.filter(_settled(config, signature)).count()
+    settled = SyncRecord.objects.filter(
+        connection_id=config.connection_id,
+        object_type="invoice",
+        status__in=SETTLED,
+        uncertain=False,
+        invoice__isnull=False,
+    )
+    count = settled.count()
     if config.first_invoice_date:
-        qs = qs.filter(issue_date__gte=config.first_invoice_date)
-    return qs.filter(_settled(config, changed_for)).count()
+        count -= settled.filter(invoice__issue_date__lt=config.first_invoice_date).count()
+        settled = settled.filter(invoice__issue_date__gte=config.first_invoice_date)
+    if changed:
+        count -= (
+            settled.filter(invoice_id__in=changed)
+            .exclude(agreed_version=F("invoice__version"), agreed_mapping=signature)
+            .count()
+        )
+    return count
 
 
 def _settled(config: SyncConfiguration, signature: str) -> Exists:
@@ -84,10 +161,42 @@ def _settled(config: SyncConfiguration, signature: str) -> Exists:
             invoice=OuterRef("pk"),
             agreed_version=OuterRef("version"),
             agreed_mapping=signature,
-            status__in=[SyncRecord.Status.SYNCED, SyncRecord.Status.SKIPPED],
+            status__in=SETTLED,
             uncertain=False,
         )
     )
+
+
+def needs_sync_clear(*, config: SyncConfiguration, signature: str) -> int:
+    """Clear ``Invoice.needs_sync`` on invoices QuickBooks agrees on at their current version
+    (one UPDATE over the flagged invoices; a change made meanwhile moved the version and
+    keeps the flag). Left set while another connected company has a binding not settled at
+    this version, or, when another company is connected, while the invoice is not linked
+    here (that company may still send it). Returns how many were cleared."""
+    from integrations.models import Connection
+    from portal.changes import unstamped
+
+    here = SyncRecord.objects.filter(
+        connection_id=config.connection_id,
+        object_type="invoice",
+        invoice=OuterRef("pk"),
+        agreed_version=OuterRef("version"),
+        agreed_mapping=signature,
+        status__in=SETTLED,
+        uncertain=False,
+    )
+    others = Connection.objects.filter(status=Connection.Status.CONNECTED).exclude(
+        pk=config.connection_id
+    )
+    qs = Invoice.objects.filter(needs_sync=True)
+    if others.exists():
+        here = here.exclude(qbo_id="")
+        open_elsewhere = SyncRecord.objects.filter(
+            invoice=OuterRef("pk"), connection__in=others
+        ).exclude(Q(agreed_version=OuterRef("version")) & Q(status__in=SETTLED))
+        qs = qs.exclude(Exists(open_elsewhere))
+    with unstamped():
+        return qs.filter(Exists(here)).update(needs_sync=False)
 
 
 class InvoiceAdapter(EntityAdapter):

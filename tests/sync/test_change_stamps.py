@@ -128,3 +128,70 @@ def test_a_mapping_change_compares_every_invoice_again(ready, run_sync, make_inv
     assert run.updated == 3, (run.updated, run.unchanged)
     notes = {r["DocNumber"]: r.get("PrivateNote") for r in qbo_invoices(qbo_ui)}
     assert {notes[i.number] for i in synced} == {"Internal"}
+
+
+def _flagged() -> set[str]:
+    return set(Invoice.objects.filter(needs_sync=True).values_list("number", flat=True))
+
+
+def test_a_push_clears_the_change_flag_only_at_the_version_quickbooks_agreed_on(
+    synced, run_sync, ready
+):
+    from sync.entities.invoice import needs_sync_clear
+    from sync.models import SyncConfiguration
+
+    assert _flagged() == set()
+    first = synced[0]
+    first.customer_memo = "Changed"
+    first.save()
+    assert _flagged() == {first.number}
+    assert run_sync("push").updated == 1
+    assert _flagged() == set()
+
+    # A change made while a push is on its way (after QuickBooks agreed on the version
+    # before it) keeps its flag, so the next push still finds it.
+    Invoice.objects.filter(pk=first.pk).update(customer_memo="Changed again")
+    record = SyncRecord.objects.get(invoice=first)
+    config = SyncConfiguration.objects.get(connection=ready)
+    assert needs_sync_clear(config=config, signature=record.agreed_mapping) == 0
+    assert _flagged() == {first.number}
+    run = run_sync("push")
+    assert (run.updated, run.unchanged) == (1, 3)
+    assert _flagged() == set()
+
+
+def test_an_idle_push_reads_no_invoice_and_counts_the_settled_ones(synced, run_sync):
+    run_sync("push")  # the push after the first looks only at what changed
+    with CaptureQueriesContext(db) as captured:
+        run = run_sync("push")
+    assert (run.updated, run.unchanged) == (0, 4)
+    loads = [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith('SELECT "portal_invoice"."id", "portal_invoice"."created_at"')
+    ]
+    assert loads == [], loads
+
+
+def test_a_change_stays_flagged_until_every_company_linked_to_it_agrees(
+    synced, run_sync, ready, connection_factory, qbo, qbo_ui
+):
+    from sync.services import sync_run
+    from tests.qbo import set_up_for_sync
+
+    other = set_up_for_sync(connection_factory(qbo.realm_ids[1]))
+    invoice = synced[0]
+    # Staff sent this invoice to the other company on purpose: it is linked to both.
+    sent = sync_run(connection=other, trigger="button", direction="push", invoice_ids=[invoice.pk])
+    assert sent.status == "done", sent.message
+    assert SyncRecord.objects.get(connection=other, invoice=invoice).qbo_id
+    run_sync("push")
+    assert _flagged() == set()
+
+    invoice.customer_memo = "For both books"
+    invoice.save()
+    assert run_sync("push").updated == 1
+    assert _flagged() == {invoice.number}, "the other company has not taken the change yet"
+    run = run_sync("push", connection=other)
+    assert run.updated == 1, (run.updated, run.unchanged, run.failed)
+    assert _flagged() == set()

@@ -20,7 +20,7 @@ from integrations.models import Connection
 from integrations.selectors import connection_current
 from portal.models import Invoice, TaxRate
 from sync.configuration import tax_rates_unmapped
-from sync.models import TaxMapping
+from sync.models import SyncRecord, TaxMapping
 
 # The settings tabs reasons name, as they name them (sync/ and integrations/ messages), and
 # the page each opens: (words, tab, sub-tab).
@@ -60,6 +60,25 @@ def settings_links(text) -> SafeString:
 
 
 # --- Notes for the portal's own admin pages --------------------------------------------------
+
+
+def linked_elsewhere_label(record: SyncRecord) -> str:
+    """The sync status of an invoice linked to another QuickBooks company (``record``, its
+    link there) and not to the one connected."""
+    return f"Linked to {record.connection}"
+
+
+def linked_elsewhere_note(record: SyncRecord, *, connection: Connection | None = None) -> str:
+    """Why such an invoice is not sent to ``connection`` (the company connected now) and how
+    staff send it on purpose: a Sync now that names it (``sync.services``, ``chosen``)."""
+    there = f" (as {record.qbo_doc_number})" if record.qbo_doc_number else ""
+    here = str(connection) if connection is not None else "the company connected now"
+    to_here = f"to {connection}" if connection is not None else "there"
+    return (
+        f"Linked to {record.connection}{there}, not to {here}, whose pushes leave it out. To "
+        f"send it {to_here} on purpose, press Sync now on the invoice, or select it in the "
+        "invoice list and run Sync now with QuickBooks."
+    )
 
 
 def _unmapped(connection: Connection, rates) -> list[TaxRate]:

@@ -13,8 +13,9 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -55,6 +56,8 @@ RUNNING_NOW = (
     "A sync of this company is running now; Sync is available again when it ends. Its "
     "progress is on the Sync history tab."
 )
+# How often the settings tabs ask whether the company's run has ended (sync_watch.js).
+SYNC_WATCH_INTERVAL_MS = 2000
 NOT_STARTED_BY_YOU = (
     "sync has not been started for this company yet. A Sync administrator starts it the "
     "first time, with Sync now."
@@ -103,7 +106,6 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
     if tab not in dict(TABS):
         tab = "connection"
     user = request.user
-    missing = configuration.readiness(connection)
     context = {
         **admin_site.each_context(request),
         "title": "QuickBooks",
@@ -114,10 +116,7 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
         "can_manage": user.has_perm(MANAGE),
         "can_change": user.has_perm(CHANGE),
         "can_sync": user.has_perm(SYNC),
-        "readiness": [
-            {"message": message, "tab": key, "url": _tab_url(key), "label": dict(TABS)[key]}
-            for message, key in missing
-        ],
+        "readiness": _readiness(connection),
         "environment": services.settings.QBO_ENVIRONMENT,
         "other_connections": Connection.objects.exclude(pk=getattr(connection, "pk", None)),
     }
@@ -134,7 +133,45 @@ def quickbooks_settings(request, admin_site, *, overrides=None, status=200):
         if builder is not None:
             context.update(builder(request, connection))
     context.update(overrides or {})
+    if context.get("sync_running") and not context.get("auto_refresh"):
+        # The tab does not refresh itself (as the history tab does): a script watches the
+        # run and brings Sync back when it ends, keeping what staff typed in its forms.
+        context["sync_watch"] = {
+            "url": reverse("admin:quickbooks_sync_state"),
+            "interval": SYNC_WATCH_INTERVAL_MS,
+            "reload": request.method == "GET",
+        }
     return TemplateResponse(request, "admin/quickbooks/settings.html", context, status=status)
+
+
+def quickbooks_sync_state(request, admin_site):
+    """JSON for the settings tabs' script while a run goes (``sync_watch.js``): whether a
+    sync of the company is still running, and the Sync button as it reads now (empty for
+    those who may not sync)."""
+    _require(request, VIEW, "view the QuickBooks settings")
+    connection = selectors.connection_current()
+    state = _sync_state(connection) if connection is not None else {"sync_running": False}
+    button = ""
+    if request.user.has_perm(SYNC):
+        button = render_to_string(
+            "admin/quickbooks/sync_button.html",
+            {
+                **state,
+                "connection": connection,
+                "readiness": _readiness(connection),
+                "can_change": request.user.has_perm(CHANGE),
+            },
+            request=request,
+        )
+    return JsonResponse({"running": state["sync_running"], "button": button})
+
+
+def _readiness(connection) -> list[dict]:
+    """What is missing before a sync can run, each with the tab that fixes it."""
+    return [
+        {"message": message, "tab": key, "url": _tab_url(key), "label": dict(TABS)[key]}
+        for message, key in configuration.readiness(connection)
+    ]
 
 
 def _sync_state(connection) -> dict:

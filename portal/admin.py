@@ -7,8 +7,8 @@ from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Prefetch, Subquery, Value
-from django.db.models.functions import Coalesce, Lower
+from django.db.models import Count
+from django.db.models.functions import Lower
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -20,7 +20,12 @@ from django.views.decorators.http import require_POST
 from import_export.admin import ExportMixin
 from import_export.formats import base_formats
 
-from integrations.admin_text import InvoiceTaxNotes, TaxRateMappingNotes
+from integrations.admin_text import (
+    InvoiceTaxNotes,
+    TaxRateMappingNotes,
+    linked_elsewhere_label,
+    linked_elsewhere_note,
+)
 from integrations.quickbooks.endpoints import endpoints_for
 from portal.admin_site import qbo_connection
 from portal.exports import InvoiceResource
@@ -34,6 +39,12 @@ from portal.selectors import (
 )
 from sync import tasks
 from sync.models import SyncEvent, SyncRecord
+from sync.selectors import (
+    LINKED_ELSEWHERE,
+    invoice_binding,
+    invoice_link_elsewhere,
+    invoices_with_sync_state,
+)
 from sync.services import records_retry
 
 SYNC_STATUS_LABELS = dict(SyncRecord.Status.choices)
@@ -269,11 +280,14 @@ class SyncStatusFilter(admin.SimpleListFilter):
     parameter_name = "qbo_status"
 
     def lookups(self, request, model_admin):
-        return list(SYNC_STATUS_LABELS.items())
+        lookups = list(SYNC_STATUS_LABELS.items())
+        if qbo_connection(request) is not None:
+            lookups.append((LINKED_ELSEWHERE, "Linked to another company"))
+        return lookups
 
     def queryset(self, request, queryset):
-        if self.value() in SYNC_STATUS_LABELS:
-            # qbo_status is annotated by InvoiceAdmin.get_queryset ("not_synced" without record).
+        if self.value() in SYNC_STATUS_LABELS or self.value() == LINKED_ELSEWHERE:
+            # qbo_status is annotated by InvoiceAdmin.get_queryset (sync.selectors).
             return queryset.filter(qbo_status=self.value())
         return queryset
 
@@ -361,22 +375,8 @@ class InvoiceAdmin(
         return form
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        connection = qbo_connection(request)
-        if connection is None:
-            return queryset.annotate(qbo_status=Value("not_synced"))
-        records = SyncRecord.objects.filter(connection=connection)
-        return queryset.annotate(
-            qbo_status=Coalesce(
-                Subquery(records.filter(invoice=OuterRef("pk")).values("status")[:1]),
-                Value("not_synced"),
-            )
-        ).prefetch_related(
-            Prefetch(
-                "sync_records",
-                queryset=records.select_related("connection"),
-                to_attr="qbo_records",
-            )
+        return invoices_with_sync_state(
+            super().get_queryset(request), connection=qbo_connection(request)
         )
 
     def save_related(self, request, form, formsets, change):
@@ -392,12 +392,23 @@ class InvoiceAdmin(
 
     @staticmethod
     def qbo_record(obj: Invoice):
-        records = getattr(obj, "qbo_records", None)
-        return records[0] if records else None
+        return invoice_binding(obj)
+
+    @staticmethod
+    def qbo_record_elsewhere(obj: Invoice):
+        return invoice_link_elsewhere(obj)
 
     @admin.display(description="QuickBooks Sync Status", ordering="qbo_status")
     def qbo_sync_status(self, obj: Invoice) -> str:
         status = getattr(obj, "qbo_status", None) or "not_synced"
+        elsewhere = self.qbo_record_elsewhere(obj)
+        if elsewhere is not None:
+            return format_html(
+                '<span class="ll-badge {}" title="{}">{}</span>',
+                status,
+                linked_elsewhere_note(elsewhere),
+                linked_elsewhere_label(elsewhere),
+            )
         record = self.qbo_record(obj)
         label = SYNC_STATUS_LABELS.get(status, status)
         if record is not None and record.uncertain:
@@ -406,6 +417,13 @@ class InvoiceAdmin(
 
     @admin.display(description="QuickBooks Sync Details")
     def qbo_sync_details(self, obj: Invoice) -> str:
+        elsewhere = self.qbo_record_elsewhere(obj)
+        if elsewhere is not None:
+            return format_html(
+                '<span title="{}">Left out of this company\'s pushes; Sync now sends it on '
+                "purpose.</span>",
+                linked_elsewhere_note(elsewhere),
+            )
         record = self.qbo_record(obj)
         if record is None or not record.details:
             return "-"
@@ -525,12 +543,19 @@ class InvoiceAdmin(
         if obj is not None and obj.pk:
             connection = qbo_connection(request)
             record = self.qbo_record(obj)
+            status = getattr(obj, "qbo_status", None) or "not_synced"
+            elsewhere = self.qbo_record_elsewhere(obj)
             context["qbo"] = {
                 "connection": connection,
                 "record": record,
-                "status": getattr(obj, "qbo_status", None) or "not_synced",
-                "status_label": SYNC_STATUS_LABELS.get(
-                    getattr(obj, "qbo_status", None) or "not_synced"
+                "status": status,
+                "status_label": (
+                    linked_elsewhere_label(elsewhere)
+                    if elsewhere is not None
+                    else SYNC_STATUS_LABELS.get(status)
+                ),
+                "elsewhere_note": (
+                    linked_elsewhere_note(elsewhere, connection=connection) if elsewhere else ""
                 ),
                 "url": self._qbo_url(connection, record),
                 "can_sync": self.has_sync_permission(request)

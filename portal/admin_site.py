@@ -93,6 +93,11 @@ class LedgerlinkAdminSite(admin.AdminSite):
             ),
             path("quickbooks/sync/", view(admin_views.quickbooks_sync), name="quickbooks_sync"),
             path(
+                "quickbooks/sync/state/",
+                view(admin_views.quickbooks_sync_state),
+                name="quickbooks_sync_state",
+            ),
+            path(
                 "quickbooks/quick-sync/",
                 view(admin_views.quickbooks_quick_sync),
                 name="quickbooks_quick_sync",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from import_export import fields, resources, widgets
 
+from integrations.admin_text import linked_elsewhere_label, linked_elsewhere_note
 from portal.models import Invoice
 from sync.models import SyncRecord
+from sync.selectors import invoice_binding, invoice_link_elsewhere
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 DATE = widgets.DateWidget(format="%Y-%m-%d")
@@ -37,7 +39,7 @@ def money(attribute: str, column: str) -> fields.Field:
 
 class InvoiceResource(resources.ModelResource):
     """Invoices with their totals and QuickBooks sync state (``InvoiceAdmin.get_queryset``
-    annotates the status and prefetches the binding)."""
+    annotates the status and prefetches the links: ``sync.selectors``)."""
 
     number = text("number", "Number")
     customer = text("customer__display_name", "Customer")
@@ -76,19 +78,28 @@ class InvoiceResource(resources.ModelResource):
 
     @staticmethod
     def _record(invoice: Invoice) -> SyncRecord | None:
-        records = getattr(invoice, "qbo_records", None)
-        return records[0] if records else None
+        return invoice_binding(invoice)
+
+    @staticmethod
+    def _elsewhere(invoice: Invoice) -> SyncRecord | None:
+        return invoice_link_elsewhere(invoice)
 
     def dehydrate_status(self, invoice: Invoice) -> str:
         return invoice.get_status_display()
 
     def dehydrate_qbo_status(self, invoice: Invoice) -> str:
+        elsewhere = self._elsewhere(invoice)
+        if elsewhere is not None:
+            return TextWidget().render(linked_elsewhere_label(elsewhere))
         status = getattr(invoice, "qbo_status", None) or SyncRecord.Status.NOT_SYNCED
         label = SYNC_STATUS_LABELS.get(status, status)
         record = self._record(invoice)
         return f"{label} (unconfirmed)" if record is not None and record.uncertain else label
 
     def dehydrate_qbo_details(self, invoice: Invoice) -> str:
+        elsewhere = self._elsewhere(invoice)
+        if elsewhere is not None:
+            return TextWidget().render(linked_elsewhere_note(elsewhere))
         record = self._record(invoice)
         return TextWidget().render(record.details if record else "")
 

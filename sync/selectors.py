@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Case,
+    Count,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 
 from integrations.models import Connection
 from portal.models import Invoice, Item
-from sync.entities.invoice import linked_elsewhere
+from sync.entities.invoice import only_elsewhere
 from sync.models import SyncEvent, SyncRecord, SyncRun, TaxMapping
 
 S = SyncRecord.Status
+# The sync state of a portal invoice with no binding to this company but one to another
+# (``only_elsewhere``): not a binding status, as no binding to this company says so.
+LINKED_ELSEWHERE = "linked_elsewhere"
 
 
 def tax_mapping_codes(*, connection: Connection) -> dict[int, int]:
@@ -101,14 +115,59 @@ def record_get(*, record_id: int) -> SyncRecord | None:
     return SyncRecord.objects.select_related("connection", "invoice").filter(pk=record_id).first()
 
 
+def invoices_with_sync_state(queryset: QuerySet[Invoice], *, connection: Connection | None):
+    """``queryset`` with each invoice's ``qbo_status`` (its binding's status for the
+    connection; ``LINKED_ELSEWHERE`` when only another QuickBooks company has it; else
+    "not_synced") and its links (``invoice_binding``, ``invoice_link_elsewhere``), in a
+    fixed number of queries whatever the number of invoices."""
+    if connection is None:
+        return queryset.annotate(qbo_status=Value(S.NOT_SYNCED))
+    records = SyncRecord.objects.filter(connection=connection)
+    # The binding to this company first (there is at most one), then links to other
+    # companies, newest first: the two readers below rely on this order.
+    links = (
+        SyncRecord.objects.filter(Q(connection=connection) | ~Q(qbo_id=""))
+        .select_related("connection")
+        .order_by(Case(When(connection=connection, then=Value(0)), default=Value(1)), "-updated_at")
+    )
+    return queryset.annotate(
+        qbo_status=Coalesce(
+            Subquery(records.filter(invoice=OuterRef("pk")).values("status")[:1]),
+            Case(
+                When(
+                    only_elsewhere(kind="invoice", connection_id=connection.pk),
+                    then=Value(LINKED_ELSEWHERE),
+                ),
+                default=Value(S.NOT_SYNCED),
+            ),
+        )
+    ).prefetch_related(Prefetch("sync_records", queryset=links, to_attr="qbo_links"))
+
+
+def invoice_binding(invoice: Invoice) -> SyncRecord | None:
+    """The invoice's binding to the company, from ``invoices_with_sync_state``."""
+    links = getattr(invoice, "qbo_links", None)
+    if not links or invoice.qbo_status == LINKED_ELSEWHERE:
+        return None
+    # Not linked elsewhere, so its first link is its binding here (see the order above).
+    return links[0]
+
+
+def invoice_link_elsewhere(invoice: Invoice) -> SyncRecord | None:
+    """The invoice's newest link to another QuickBooks company when it has no binding to
+    the company (its ``qbo_status`` is ``LINKED_ELSEWHERE``), from
+    ``invoices_with_sync_state``."""
+    links = getattr(invoice, "qbo_links", None)
+    if not links or invoice.qbo_status != LINKED_ELSEWHERE:
+        return None
+    return links[0]
+
+
 def invoices_linked_elsewhere(*, connection: Connection) -> int:
     """Portal invoices linked to another QuickBooks company and not to this one (left out of
     this company's pushes)."""
-    total = Invoice.objects.count()
-    if not total:
-        return 0
-    here = linked_elsewhere(Invoice.objects.all(), kind="invoice", connection_id=connection.pk)
-    return total - here.count()
+    elsewhere = only_elsewhere(kind="invoice", connection_id=connection.pk)
+    return Invoice.objects.filter(elsewhere).count()
 
 
 def invoice_status_counts(*, connection: Connection) -> dict[str, int]:

@@ -27,17 +27,23 @@ def lines_prefetch(path: str) -> Prefetch:
     return Prefetch(path, queryset=InvoiceLine.objects.select_related("item", "tax_rate"))
 
 
-def linked_elsewhere(queryset, *, kind: str, connection_id: int):
-    """``queryset`` (portal invoices, customers or items) without the records linked to
-    another QuickBooks company and not to this one: after a switch of company, what belongs
-    to the old company's books is not sent to the new one by itself."""
+def only_elsewhere(*, kind: str, connection_id: int) -> Q:
+    """A condition on portal invoices, customers or items: linked to another QuickBooks
+    company and not to this one."""
     elsewhere = (
         SyncRecord.objects.filter(**{kind: OuterRef("pk")})
         .exclude(connection_id=connection_id)
         .exclude(qbo_id="")
     )
     here = SyncRecord.objects.filter(**{kind: OuterRef("pk")}, connection_id=connection_id)
-    return queryset.exclude(Q(Exists(elsewhere)) & ~Q(Exists(here)))
+    return Q(Exists(elsewhere)) & ~Q(Exists(here))
+
+
+def linked_elsewhere(queryset, *, kind: str, connection_id: int):
+    """``queryset`` (portal invoices, customers or items) without the records linked to
+    another QuickBooks company and not to this one: after a switch of company, what belongs
+    to the old company's books is not sent to the new one by itself."""
+    return queryset.exclude(only_elsewhere(kind=kind, connection_id=connection_id))
 
 
 # Past this many changed invoices a push reads the book in one pass (its work is that large

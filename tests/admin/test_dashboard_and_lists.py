@@ -148,7 +148,9 @@ def test_dashboard_counts_invoices_linked_to_another_company_apart(
     login(AUDITORS)
     page = client.get(reverse("admin:index")).content.decode()
     assert '<span class="ll-badge not_synced">Not synced: 1</span>' in page
+    listed = reverse("admin:portal_invoice_changelist") + "?qbo_status=linked_elsewhere"
     assert (
-        '<p id="qbo-count-elsewhere">1 more invoice linked to another QuickBooks company: not '
-        "sent to Sandbox Company unless sent one by one with Sync now.</p>" in page
+        f'<p id="qbo-count-elsewhere"><a href="{listed}">1 more invoice linked to another '
+        "QuickBooks company</a>: not sent to Sandbox Company unless sent one by one with Sync "
+        "now.</p>" in page
     )

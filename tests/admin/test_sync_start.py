@@ -103,3 +103,90 @@ def test_sync_is_unavailable_while_a_run_of_the_company_is_going(
     page = _page(client, tab="items")
     assert DISABLED not in page
     assert 'id="qbo-quick-sync" disabled' not in page
+
+
+WATCH = 'id="ll-sync-watch"'
+
+
+def _running(connection, **fields) -> SyncRun:
+    run = SyncRun.objects.create(
+        connection=connection, trigger="schedule", direction="both", status="running", **fields
+    )
+    assert lock_acquire(connection=connection, holder=f"run-{run.pk}")
+    return run
+
+
+def test_tabs_watch_a_run_of_the_company_only_while_it_goes(client, login, connection, started):
+    login(SYNC_ADMINISTRATORS)
+    for tab in ("connection", "configuration", "journals", "mapping", "items", "conflicts"):
+        assert WATCH not in _page(client, tab=tab), tab
+
+    run = _running(connection, total=40, done=12)
+    state = reverse("admin:quickbooks_sync_state")
+    for tab in ("connection", "configuration", "journals", "mapping", "items", "conflicts"):
+        page = _page(client, tab=tab)
+        assert (
+            f'<script id="ll-sync-watch" type="application/json">{{"url": "{state}", '
+            '"interval": 2000, "reload": true}</script>' in page
+        ), tab
+        assert "integrations/sync_watch.js" in page
+        assert '<meta http-equiv="refresh"' not in page  # forms keep what is typed in them
+    # The history tab showing the run refreshes itself, as before, and needs no script.
+    page = _page(client, tab="history")
+    assert '<meta http-equiv="refresh" content="2">' in page
+    assert WATCH not in page
+
+    lock_release(connection=connection, holder=f"run-{run.pk}")
+    assert WATCH not in _page(client, tab="connection")
+
+
+def test_a_form_shown_again_after_a_post_is_never_reloaded_by_the_watch(
+    client, login, connection, started
+):
+    _running(connection)
+    login(SYNC_ADMINISTRATORS)
+    response = client.post(
+        reverse("admin:quickbooks_configuration"),
+        {"app": "invoices", "sync_type": "two_way", "pull_interval_minutes": "0"},
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert '"reload": false}</script>' in page  # what was typed stays; Sync comes back
+
+
+def test_sync_state_says_whether_the_run_goes_with_the_button_as_it_reads_now(
+    client, login, connection, started
+):
+    run = _running(connection, total=40, done=12)
+    login(BILLING_STAFF)
+    url = reverse("admin:quickbooks_sync_state")
+
+    state = client.get(url).json()
+    assert state["running"] is True
+    assert DISABLED in state["button"]
+    assert (
+        f"run #{run.pk}</a>, 12 of 40 records. It is available again when the run ends."
+        in (state["button"])
+    )
+
+    lock_release(connection=connection, holder=f"run-{run.pk}")
+    state = client.get(url).json()
+    assert state["running"] is False
+    assert DISABLED not in state["button"]
+    assert (
+        '<button type="submit" class="button default" id="qbo-sync">Sync now</button>'
+        in (state["button"])
+    )
+    assert 'name="csrfmiddlewaretoken"' in state["button"]
+
+
+def test_sync_state_has_no_button_for_auditors_and_refuses_others(
+    client, login, connection, user_factory
+):
+    from portal.roles import AUDITORS
+
+    url = reverse("admin:quickbooks_sync_state")
+    login(AUDITORS)
+    assert client.get(url).json() == {"running": False, "button": ""}
+    client.force_login(user_factory())
+    assert client.get(url).status_code == 403

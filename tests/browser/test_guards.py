@@ -261,3 +261,53 @@ def test_sync_is_unavailable_while_a_run_of_the_company_is_going(
     wait_for_tasks(screen.worker)
     screen.visit("/admin/quickbooks/?tab=items")
     assert page.is_enabled("#qbo-sync")
+
+
+def test_the_tabs_bring_sync_back_when_the_run_ends_without_a_reload(
+    screen, staff, qbo_live, ready, latency
+):
+    """While a run goes, the Connection tab reloads itself when it ends (Sync available again,
+    the figures the run's); a tab whose form staff changed is not reloaded: Sync comes back
+    with a note, and what was typed stays."""
+    import time
+
+    from sync.locks import lock_held
+    from sync.models import SyncRun
+
+    if screen.worker is None:
+        pytest.skip("needs the task worker (PostgreSQL): a run inline ends before the page loads")
+    page = screen.page
+    screen.sign_in_as(staff(SYNC_ADMINISTRATORS))
+    screen.visit("/admin/quickbooks/")
+    latency(1500)
+    with page.expect_navigation():
+        page.click("#qbo-sync")  # not screen.click: no waiting for the run to end
+    deadline = time.monotonic() + 30
+    while not (SyncRun.objects.filter(status="running").exists() and lock_held(connection=ready)):
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.1)
+
+    screen.visit("/admin/quickbooks/?tab=connection")
+    assert page.is_disabled("#qbo-sync")
+    page.evaluate("window.llLoadedByTheTest = true")  # gone once the page reloads itself
+    typing = page.context.new_page()
+    errors: list[str] = []
+    typing.on("pageerror", lambda exc: errors.append(str(exc)))
+    typing.goto(screen.url("/admin/quickbooks/?tab=configuration"))
+    assert typing.is_disabled("#qbo-sync")
+    typing.fill("#id_pull_interval_minutes", "30")
+
+    latency(0)
+    wait_for_tasks(screen.worker)
+    page.wait_for_selector("#qbo-sync:not([disabled])", timeout=30_000)
+    assert page.evaluate("window.llLoadedByTheTest") is None
+    assert page.inner_text("#qbo-sync-why").startswith("Pushes portal changes to QuickBooks")
+    assert page.locator("#ll-sync-watch").count() == 0  # idle: nothing polls
+    screen.check()
+
+    typing.wait_for_selector("#qbo-run-ended", timeout=30_000)
+    assert typing.is_enabled("#qbo-sync")
+    assert typing.input_value("#id_pull_interval_minutes") == "30"
+    assert "The sync run has ended." in typing.inner_text("#qbo-run-ended")
+    assert not errors, errors
+    typing.close()

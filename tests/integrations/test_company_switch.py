@@ -147,6 +147,22 @@ def test_switch_connects_the_new_company_and_disconnects_the_old_keeping_its_lin
     assert f'id="qbo-company">{OTHER}' in page.content.decode()
 
 
+def test_after_a_switch_the_invoice_list_says_which_invoices_are_linked_to_the_old_company(
+    qbo, browser, craigs
+):
+    sign_in_to_the_other_company(browser)
+    browser.post(SWITCH_URL, {"choice": "confirm"})
+    unlinked = Invoice.objects.create(number="INV-2", customer=Customer.objects.get())
+
+    page = page_text(browser.get("/admin/portal/invoice/"))
+    assert page.count(f">Linked to {CRAIGS}</span>") == 2
+    assert page.count(">Not synced</span>") == 1
+    listed = browser.get("/admin/portal/invoice/", {"qbo_status": "linked_elsewhere"})
+    assert {i.number for i in listed.context["cl"].result_list} == {"1037", "INV-1"}
+    listed = browser.get("/admin/portal/invoice/", {"qbo_status": "not_synced"})
+    assert [i.pk for i in listed.context["cl"].result_list] == [unlinked.pk]
+
+
 def test_the_choice_expires_after_ten_minutes_and_then_changes_nothing(
     qbo, browser, craigs, monkeypatch
 ):

@@ -234,6 +234,9 @@ QBO_EMULATOR_WEBHOOK_URL = config.url(
     schemes=("http", "https"),
 )
 QBO_MINOR_VERSION = config.int("QBO_MINOR_VERSION", 75, minimum=75)
+# Batch writes a push keeps in flight at once per company (QuickBooks allows 10 requests at
+# once; the limiter holds every worker to 8 together).
+QBO_WRITES_IN_FLIGHT = config.int("QBO_WRITES_IN_FLIGHT", 4, minimum=1)
 if QBO_ENVIRONMENT != "emulator":
     for _name in ("QBO_CLIENT_ID", "QBO_CLIENT_SECRET", "QBO_WEBHOOK_VERIFIER_TOKEN"):
         if globals()[_name].startswith("ledgerlink-demo"):

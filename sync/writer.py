@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import connections as db_connections
 
 from integrations.quickbooks.backend import (
     batch_ref,
@@ -56,22 +60,76 @@ class BatchWriter(Component):
     def write_batch(self, writes: list[Write], adapter: EntityAdapter) -> Iterator:
         """Send ``writes`` in batches; yields (binding, record, saved object, fault or None).
 
-        Each create's binding is claimed with its batch's requestid and position before the
-        batch is sent; a dry run only plans.
+        Batches go ``QBO_WRITES_IN_FLIGHT`` at a time: each create's binding in them is claimed
+        with its batch's requestid and position before any of them is sent, the requests go
+        out together (from threads that only speak HTTP), and their answers are settled here
+        in order, a batch at a time. A dry run only plans.
         """
-        for chunk in chunks(writes):
-            if self.ctx.dry_run:
+        batches = list(chunks(writes))
+        if self.ctx.dry_run:
+            for chunk in batches:
                 for _record, local, operation, _body in chunk:
                     self.log.plan(f"{operation} {adapter.kind} {adapter.label(local)}")
                     yield _record, local, None
-                continue
-            self.log.checkpoint()
-            request_id = self.ctx.backend.new_request_id()
-            for position, (record, _local, operation, _body) in enumerate(chunk):
-                if operation == "create":
-                    self.binder.claim(record, batch_ref(request_id, position))
-            yield from self._send(chunk, adapter, request_id=request_id)
-            adapter.flush()  # once the caller has settled the chunk's answers
+            return
+        width = max(1, int(settings.QBO_WRITES_IN_FLIGHT))
+        for start in range(0, len(batches), width):
+            wave = batches[start : start + width]
+            request_ids = []
+            for chunk in wave:
+                self.log.checkpoint()
+                request_id = self.ctx.backend.new_request_id()
+                for position, (record, _local, operation, _body) in enumerate(chunk):
+                    if operation == "create":
+                        self.binder.claim(record, batch_ref(request_id, position))
+                request_ids.append(request_id)
+            answers = self._call_all(wave, adapter, request_ids)
+            for chunk, request_id, answer in zip(wave, request_ids, answers, strict=True):
+                if _refused_token(answer):
+                    # The token ran out in flight: sent again here, where it can be refreshed
+                    # (the same requestid, so nothing is written twice).
+                    answer = self._call(chunk, adapter, request_id=request_id)
+                yield from self._outcomes(chunk, adapter, answer)
+                adapter.flush()  # once the caller has settled the chunk's answers
+
+    def _call_all(self, wave: list[list[Write]], adapter: EntityAdapter, request_ids: list[str]):
+        """Each batch of ``wave`` sent at once; their answers (results, or the exception a
+        whole request raised), in order."""
+        if len(wave) == 1:
+            return [self._call(wave[0], adapter, request_id=request_ids[0])]
+        client = self.ctx.backend.client
+
+        def send(chunk, request_id):
+            try:
+                return self._call(chunk, adapter, request_id=request_id)
+            finally:
+                db_connections.close_all()  # this thread's, should the limiter's cache be SQL
+
+        with client.pinned_token(), ThreadPoolExecutor(len(wave)) as pool:
+            futures = [
+                pool.submit(send, chunk, request_id)
+                for chunk, request_id in zip(wave, request_ids, strict=True)
+            ]
+            return [future.result() for future in futures]
+
+    def _call(
+        self,
+        chunk: list[Write],
+        adapter: EntityAdapter,
+        *,
+        request_id: str,
+        positions: list[int] | None = None,
+    ):
+        """One batch's results, or the ``QBOError`` its whole request raised."""
+        writes = [(operation, body) for _r, _l, operation, body in chunk]
+        try:
+            return self.ctx.backend.write_batch(
+                adapter.qbo_entity, writes, request_id=request_id, positions=positions
+            )
+        except ReconnectRequired:
+            raise
+        except QBOError as exc:
+            return exc
 
     def _send(
         self,
@@ -81,26 +139,25 @@ class BatchWriter(Component):
         request_id: str,
         positions: list[int] | None = None,
     ):
-        writes = [(operation, body) for _r, _l, operation, body in chunk]
-        try:
-            results = self.ctx.backend.write_batch(
-                adapter.qbo_entity, writes, request_id=request_id, positions=positions
-            )
-        except ConnectionFailedError as exc:
-            reason = describe(exc, kind=adapter.kind)
+        answer = self._call(chunk, adapter, request_id=request_id, positions=positions)
+        yield from self._outcomes(chunk, adapter, answer)
+
+    def _outcomes(self, chunk: list[Write], adapter: EntityAdapter, answer):
+        """(binding, record, result) per write of ``chunk`` from its batch's ``answer``; a
+        create whose answer was lost stays claimed, marked uncertain."""
+        if isinstance(answer, ConnectionFailedError):
+            reason = describe(answer, kind=adapter.kind)
             for record, local, operation, _body in chunk:
                 if operation == "create":
                     self.binder.mark_uncertain(record, reason)
                 else:
-                    yield record, local, exc
+                    yield record, local, answer
             return
-        except ReconnectRequired:
-            raise
-        except QBOError as exc:
+        if isinstance(answer, QBOError):
             for record, local, _operation, _body in chunk:
-                yield record, local, exc
+                yield record, local, answer
             return
-        for (record, local, operation, _body), result in zip(chunk, results, strict=True):
+        for (record, local, operation, _body), result in zip(chunk, answer, strict=True):
             if operation == "create" and _unanswered(result):
                 # Sent one request each, this create's own answer was lost: it stays claimed.
                 self.binder.mark_uncertain(record, describe(result, kind=adapter.kind))
@@ -154,6 +211,11 @@ class BatchWriter(Component):
                 self.binder.release_copy(record, object_id(result))
                 self._settle_write(adapter, record, result, replayed=True)
             adapter.flush()
+
+
+def _refused_token(answer) -> bool:
+    """Whether a batch's whole request was refused for its access token (HTTP 401)."""
+    return isinstance(answer, QBOError) and getattr(answer, "status", None) == 401
 
 
 def _unanswered(result) -> bool:

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -142,6 +143,9 @@ class QBOClient:
         self.sleep = sleep
         self.rng = rng
         self.requests_sent = 0
+        self._count_lock = threading.Lock()
+        # A token the caller read for requests sent from other threads (``pinned_token``).
+        self._pinned: str | None = None
 
     def __repr__(self) -> str:
         return f"QBOClient(realm_id={self.realm_id!r}, environment={self.environment!r})"
@@ -188,7 +192,7 @@ class QBOClient:
         unanswered = False  # a write went out and its answer never came
         reserved = batch_reserved
         while True:
-            token = refreshed_token or self._access_token_provider()
+            token = refreshed_token or self._pinned or self._access_token_provider()
             try:
                 with self._limited(batch=batch, reserved=reserved):
                     reserved = False  # a retry is another batch request, with its own ticket
@@ -202,9 +206,9 @@ class QBOClient:
                             timeout=self.timeout,
                         )
                     except requests.RequestException as exc:
-                        self.requests_sent += was_sent(exc)
+                        self._count(was_sent(exc))
                         raise
-                    self.requests_sent += 1
+                    self._count(1)
             except requests.RequestException as exc:
                 error: QBOError = error_from_exception(exc, write=write)
                 cause: BaseException | None = exc
@@ -269,8 +273,29 @@ class QBOClient:
             return self.limiter.request(batch=True, reserved=reserved)
         return self.limiter
 
+    def _count(self, sent: int) -> None:
+        with self._count_lock:
+            self.requests_sent += sent
+
     def _can_refresh(self, refreshed_token: str | None) -> bool:
-        return self._refresh_access_token is not None and refreshed_token is None
+        # With a pinned token the refresh (a database write) is left to the caller's thread.
+        return (
+            self._refresh_access_token is not None
+            and refreshed_token is None
+            and self._pinned is None
+        )
+
+    @contextlib.contextmanager
+    def pinned_token(self):
+        """Requests in this block, from any thread, use one access token read now, and
+        never refresh it themselves (a 401 is raised as it comes): for requests sent from
+        worker threads, which must not touch the database. The token provider refreshes a
+        token close to expiry before handing it out."""
+        self._pinned = self._access_token_provider()
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     def _path(self, template: str, **values: str) -> str:
         return ApiPath.build(template, realm_id=self.realm_id, **values)

@@ -56,6 +56,7 @@ class Kill:
     in_quickbooks: int = 0  # of the 40 invoices
     synced: int = 0  # bindings settled
     claimed: int = 0  # bindings claimed with a requestid, answer not recorded
+    in_flight: int = 1  # batches sent at once (QBO_WRITES_IN_FLIGHT)
 
 
 CASES = [
@@ -78,6 +79,12 @@ CASES = [
     pytest.param(
         Kill("recording", after=10, in_quickbooks=30, synced=10, claimed=20),
         id="d-answer-partly-recorded",
+    ),
+    # Both batches claimed and sent at once; the first's answer held when the worker dies,
+    # so neither is recorded (answers are recorded in order, once all have come).
+    pytest.param(
+        Kill("sent", in_flight=2, in_quickbooks=40, claimed=40),
+        id="e-two-batches-in-flight",
     ),
 ]
 
@@ -195,7 +202,7 @@ def test_worker_killed_during_a_push_leaves_nothing_twice_and_the_next_worker_fi
     marker = tmp_path / "stopped"
     first = start_worker(
         *("--stop", kill.point, "--batch", str(kill.batch), "--after", str(kill.after)),
-        *("--marker", str(marker)),
+        *("--marker", str(marker), "--in-flight", str(kill.in_flight)),
     )
     _wait_for(f"the worker to reach {kill.point!r}", marker.exists, process=first)
     if kill.point == "sent":
@@ -222,7 +229,8 @@ def test_worker_killed_during_a_push_leaves_nothing_twice_and_the_next_worker_fi
     claimed = invoice_records.filter(status="pending", uncertain=True).exclude(request_id="")
     assert claimed.count() == kill.claimed
     assert invoice_records.count() == kill.synced + kill.claimed
-    [request_id] = {parse_batch_ref(r.request_id)[0] for r in claimed}
+    request_ids = {parse_batch_ref(r.request_id)[0] for r in claimed}
+    assert len(request_ids) == kill.in_flight
 
     # --- the lease lapses within one lease; the task comes back to the next worker ----------
     while lock_held(connection=ready):
@@ -244,15 +252,20 @@ def test_worker_killed_during_a_push_leaves_nothing_twice_and_the_next_worker_fi
     assert not lock_held(connection=ready)
     # The killed batch went out again with its own requestid: QuickBooks answered the replay
     # with its first answer when it had saved the batch, and saved it once when it had not.
-    sent = [
-        (entry["held"], entry["replayed"])
-        for entry in qbo.app.requests_log()
-        if (entry["requestid"] or "").startswith(request_id)
-    ]
-    assert sent == {
-        "claimed": [(False, False)],
-        "sent": [(True, False), (False, True)],
-    }.get(kill.point, [(False, False), (False, True)])
+    for request_id in request_ids:
+        sent = [
+            (entry["held"], entry["replayed"])
+            for entry in qbo.app.requests_log()
+            if (entry["requestid"] or "").startswith(request_id)
+        ]
+        if kill.in_flight > 1:
+            # Each batch was saved once and its replay answered from the first answer.
+            assert [replayed for _held, replayed in sent] == [False, True], sent
+            continue
+        assert sent == {
+            "claimed": [(False, False)],
+            "sent": [(True, False), (False, True)],
+        }.get(kill.point, [(False, False), (False, True)])
 
     # --- QuickBooks: every invoice once, no customer or item twice ---------------------------
     assert client.count("Invoice") == before_in_quickbooks + INVOICES

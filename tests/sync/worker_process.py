@@ -22,6 +22,7 @@ import argparse
 import functools
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="the invoice batch to stop in")
     parser.add_argument("--after", type=int, default=0, help="answers recorded (recording)")
     parser.add_argument("--marker", type=Path, help="written when the stop point is reached")
+    parser.add_argument(
+        "--in-flight", type=int, default=1, help="batches sent at once (QBO_WRITES_IN_FLIGHT)"
+    )
     parser.add_argument("--wait", type=float, default=20, help="seconds to wait for a task")
     args = parser.parse_args(argv)
     if args.stop and not args.marker:
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     # acknowledged it; production keeps that above the lease (360 > 300), and so does this.
     Conf.RETRY = args.lease
     Conf.POLL = 0.05
+    # The points are those of one batch at a time unless the case sends several at once.
+    settings.QBO_WRITES_IN_FLIGHT = args.in_flight
     if args.stop:
         _stop_at(args.stop, batch=args.batch, after=args.after, marker=args.marker)
     return 0 if _work_one_task(wait=args.wait) else 1
@@ -102,6 +108,7 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
     from sync.binder import Binder
 
     seen = {"batches": 0, "recorded": 0}
+    counting = threading.Lock()  # batches in flight together are sent from threads
     real_write_batch = QuickBooksBackend.write_batch
     real_settle = Binder.settle
 
@@ -115,8 +122,10 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
     def write_batch(self, entity, writes, *, request_id, **kwargs):
         if entity != "Invoice":
             return real_write_batch(self, entity, writes, request_id=request_id, **kwargs)
-        seen["batches"] += 1
-        if seen["batches"] != batch:
+        with counting:
+            seen["batches"] += 1
+            this = seen["batches"]
+        if this != batch:
             return real_write_batch(self, entity, writes, request_id=request_id, **kwargs)
         if point == "claimed":
             stop()

@@ -4,9 +4,10 @@ and items, kept by django-simple-history.
 Every save and delete of those records leaves a historical row. A change staff make carries
 the person (``HistoryRequestMiddleware``); a change the sync makes carries its source instead,
 set with ``changes_by("QuickBooks sync (pull, run 12)")`` around the sync's writes. Writes that
-go round ``save()`` (``QuerySet.update``, ``bulk_create``, ``bulk_update``) are invisible to
-simple-history, so the code making them records them here: ``update_with_history``,
-``create_with_history`` and ``record_later``.
+go round ``save()`` (``QuerySet.update``, ``bulk_create``, ``bulk_update``, a delete in bulk)
+are invisible to simple-history, so the code making them records them here:
+``update_with_history``, ``create_with_history``, ``record_changed``, ``delete_with_history``
+and ``record_later``.
 
 One request, or one step of a sync run, is one *unit*: every row recorded in it shares a batch
 id, so the history page shows an invoice's header and line changes of one save together. A
@@ -23,8 +24,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import DatabaseError, models
+from django.db import DatabaseError, connections, models, transaction
 from django.dispatch import receiver
+from django.utils import timezone
 from simple_history.signals import post_create_historical_record, pre_create_historical_record
 from simple_history.utils import bulk_create_with_history, get_history_manager_for_model
 
@@ -212,8 +214,71 @@ def _write_pending(unit: _Unit) -> None:
 
 
 def create_with_history(objs: list[models.Model]) -> list[models.Model]:
-    """``bulk_create`` ``objs`` with one historical row each ("created")."""
+    """``bulk_create`` ``objs`` with one historical row each ("created"), remembered in this
+    unit as a ``save()`` would be (a later change in the unit amends it)."""
     if not objs:
         return []
+    model = type(objs[0])
     _as_source(objs)
-    return bulk_create_with_history(objs, type(objs[0]), custom_historical_attrs=_attrs() or None)
+    if not connections[model._default_manager.db].features.can_return_rows_from_bulk_insert:
+        # The new rows' ids are not known without it: simple-history finds them itself.
+        return bulk_create_with_history(objs, model, custom_historical_attrs=_attrs() or None)
+    with transaction.atomic(using=model._default_manager.db, savepoint=False):
+        made = model._default_manager.bulk_create(objs)
+        _record(made, update=False)
+    return made
+
+
+def record_changed(objs: list[models.Model]) -> None:
+    """``objs`` were changed round ``save()`` (``bulk_update``): their historical rows are
+    written now, as they are in memory, in one query per model. A record already recorded in
+    this unit has that row amended, as ``update_with_history`` does."""
+    if not objs or not _enabled():
+        return
+    unit = _current()
+    history_model = get_history_manager_for_model(type(objs[0])).model
+    fresh = []
+    for obj in objs:
+        row = unit.rows.get((history_model, obj.pk)) if unit is not None else None
+        if row is None:
+            fresh.append(obj)
+            continue
+        names = [f.attname for f in history_model.tracked_fields]
+        for name in names:
+            setattr(row, name, getattr(obj, name))
+        row.save(update_fields=names)
+    _record(fresh, update=True)
+
+
+def delete_with_history(objs: list[models.Model], queryset: models.QuerySet) -> None:
+    """Delete ``queryset`` in one query, with a historical row ("deleted") for each of
+    ``objs``, the records it holds as loaded, in one more. ``QuerySet.delete()`` would write
+    those rows one query each (simple-history records deletes per object, by signal), so
+    the delete goes round it: only for models nothing else refers to or listens to."""
+    if objs and _enabled():
+        _as_source(objs)
+        history_model = get_history_manager_for_model(type(objs[0])).model
+        now = timezone.now()
+        attrs = _attrs()
+        rows = [
+            history_model(
+                history_date=now,
+                history_user=getattr(
+                    obj, "_history_user", history_model.get_default_history_user(obj)
+                ),
+                history_change_reason="",
+                history_type="-",
+                **{
+                    field.attname: getattr(obj, field.attname)
+                    for field in history_model.tracked_fields
+                },
+                **attrs,
+            )
+            for obj in objs
+        ]
+        rows = history_model.objects.bulk_create(rows)
+        unit = _current()
+        if unit is not None:
+            for obj, row in zip(objs, rows, strict=True):
+                unit.rows[(history_model, obj.pk)] = row
+    queryset._raw_delete(queryset.db)

@@ -26,6 +26,53 @@ S = SyncRecord.Status
 # Retry schedule for failed records whose failure may pass (throttling, outages): minutes.
 RETRY_BACKOFF_MINUTES = (1, 5, 15, 60, 240)
 NO_ERROR = {"error_code": "", "error_element": "", "intuit_tid": ""}
+# What ``Binder.settle`` writes on a binding (its portal invoice too, on its first write).
+SETTLED_FIELDS = [
+    "invoice",
+    "qbo_id",
+    "sync_token",
+    "qbo_totals",
+    "agreed_version",
+    "agreed_mapping",
+    "qbo_doc_number",
+    "status",
+    "details",
+    "error_code",
+    "error_element",
+    "intuit_tid",
+    "uncertain",
+    "request_id",
+    "attempts",
+    "next_retry_at",
+    "conflict_portal",
+    "conflict_qbo",
+    "agreed",
+    "last_pushed_at",
+    "last_pulled_at",
+    "updated_at",
+]
+SETTLED_ATTNAMES = [SyncRecord._meta.get_field(name).attname for name in SETTLED_FIELDS]
+
+
+def update_in_bulk(objs: list, fields: list[str]) -> None:
+    """``bulk_update`` ``fields`` of ``objs`` (of one model), but a field with the same value
+    on all of them is set in one plain UPDATE: its CASE would cost a branch per object to
+    build and to run for nothing."""
+    if not objs or not fields:
+        return
+    manager = type(objs[0])._default_manager
+    same, differ = {}, []
+    for name in fields:
+        attname = type(objs[0])._meta.get_field(name).attname
+        first = getattr(objs[0], attname)
+        if all(getattr(obj, attname) == first for obj in objs[1:]):
+            same[attname] = first
+        else:
+            differ.append(name)
+    if same:
+        manager.filter(pk__in=[obj.pk for obj in objs]).update(**same)
+    if differ:
+        manager.bulk_update(objs, differ)
 
 
 def retry_at(attempts: int):
@@ -168,12 +215,15 @@ class Binder:
         number: str | None = None,
         differs: str = "",
         agree_version: bool = True,
-    ) -> None:
+        save: bool = True,
+    ) -> set[str]:
         """A write or read succeeded: keep QuickBooks' Id and SyncToken (and DocNumber as
         ``number``), what both sides agree on, and mark the binding synced, or *totals
         differ* with the reason ``differs`` when QuickBooks' totals are not the portal's.
         ``agree_version``: the invoice as loaded is what was agreed (not so for an answer
-        replayed from an earlier write, which the next push compares again)."""
+        replayed from an earlier write, which the next push compares again). ``save``: saved
+        now, or by the caller with others (``save_settled``). Returns the fields it changed."""
+        before = {name: getattr(record, name) for name in SETTLED_ATTNAMES}
         record.qbo_id = object_id(obj) or record.qbo_id
         record.sync_token = sync_token(obj) or record.sync_token
         if record.object_type == "invoice" and "TotalAmt" in obj:
@@ -199,8 +249,27 @@ class Binder:
             record.last_pushed_at = timezone.now()
         else:
             record.last_pulled_at = timezone.now()
-        record.save()
-        self.remember(record)
+        if save:
+            record.save()
+            self.remember(record)
+        return {
+            name
+            for name, attname in zip(SETTLED_FIELDS, SETTLED_ATTNAMES, strict=True)
+            if getattr(record, attname) != before[attname]
+        }
+
+    def save_settled(self, records: list[SyncRecord], fields: set[str]) -> None:
+        """Save bindings ``settle`` left unsaved: the new ones in one ``bulk_create``, the
+        others' ``fields`` (what ``settle`` changed on any of them) in bulk."""
+        now = timezone.now()
+        for record in records:
+            record.updated_at = now
+        new = [r for r in records if r.pk is None]
+        bound = [r for r in records if r.pk is not None]
+        SyncRecord.objects.bulk_create(new)
+        update_in_bulk(bound, [name for name in SETTLED_FIELDS if name in fields | {"updated_at"}])
+        for record in records:
+            self.remember(record)
 
     def agree_version(self, record: SyncRecord, invoice) -> bool:
         """Keep the invoice's version and the mapping as those both sides agree on (not

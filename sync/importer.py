@@ -5,11 +5,16 @@ past the feed's 30 days), skips what is already up to date, and applies the rest
 adapters, inside ``sync_writing()`` so its writes never echo back as pushes. An invoice that
 changed on both sides goes through the conflict rule (``sync.conflicts``); invoices whose
 portal version must still be sent are returned to the caller for the exporter.
+
+Invoices are pulled in chunks (``PULL_CHUNK``): what a chunk needs is read in a few queries,
+its writes are prepared in memory and saved together in one transaction (``_flush``), so a
+pull costs about the same number of queries for 10 invoices as for 200.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -21,12 +26,12 @@ from integrations.quickbooks.backend import is_deleted, object_id, paid_invoice_
 from integrations.quickbooks.errors import QBOError, ReconnectRequired, describe
 from portal.models import Customer, Invoice
 from sync import conflicts
-from sync.binder import qbo_totals
+from sync.binder import qbo_totals, update_in_bulk
 from sync.conflicts import Action
 from sync.context import Pair
 from sync.entities.base import NameListAdapter
 from sync.entities.invoice import lines_prefetch
-from sync.entities.invoice_local import LocalApplyError
+from sync.entities.invoice_local import LocalApplyError, LocalWrite, Numbers
 from sync.models import SyncConfiguration, SyncRecord
 from sync.runtime import Component
 
@@ -37,6 +42,31 @@ HOLD_DETAILS = (
     "Changed in the portal and in QuickBooks since the last sync. Nothing was "
     "overwritten: compare both versions and choose which to keep."
 )
+# QuickBooks invoices a pull writes into the portal together, in one transaction: a run
+# stopped midway leaves each such chunk whole or not written at all (the cursor moves only
+# after the whole pull, so the next pull brings the rest).
+PULL_CHUNK = 200
+
+
+@dataclass
+class _Staged:
+    """One invoice's write, prepared in memory, waiting to be saved with its chunk's."""
+
+    record: SyncRecord
+    write: LocalWrite
+    obj: dict
+    # QuickBooks' version taken (None: only its SyncToken and figures, ``Action.TAKE_TOKEN``)
+    # and of it only ``fields`` when given.
+    theirs: dict | None
+    fields: frozenset[str] | None = None
+
+
+@dataclass
+class _Batch:
+    """The writes of one chunk of a pull, and the invoice numbers as they leave them."""
+
+    numbers: Numbers = field(default_factory=Numbers)
+    staged: list[_Staged] = field(default_factory=list)
 
 
 class Importer(Component):
@@ -53,6 +83,8 @@ class Importer(Component):
         # pull moved from one portal customer to another: {old customer id: [(invoice, new)]}.
         self.merged: list[SyncRecord] = []
         self.moved: dict[int, list[tuple[Invoice, int]]] = {}
+        # The chunk of invoices being pulled (``import_invoices``); None between chunks.
+        self._batch: _Batch | None = None
 
     def pull(self) -> list[Pair]:
         """Bring QuickBooks' changes in since the cursor (``advance_cursor`` moves it after).
@@ -201,6 +233,9 @@ class Importer(Component):
     # --- invoices --------------------------------------------------------------------------
 
     def import_invoices(self, objects: list[dict]) -> list[Pair]:
+        """Bring QuickBooks invoices in, ``PULL_CHUNK`` at a time: what a chunk needs is read
+        in a few queries, and its writes are saved together (``_flush``), so a pull costs a
+        few queries per chunk rather than several per invoice."""
         records = {
             r.qbo_id: r
             for r in SyncRecord.objects.filter(
@@ -214,27 +249,62 @@ class Importer(Component):
         first_date = self.ctx.config.first_invoice_date
         unsettled_since = self._unsettled_creates_since()
         to_push: list[Pair] = []
-        for obj in objects:
-            self.log.checkpoint()
-            record = records.get(object_id(obj))
-            self.log.progress(done=1)
-            if is_deleted(obj):
-                self.pulled_delete(record)
-            elif record is None and _made_since(obj, unsettled_since):
-                self._defer(obj)
-            elif record is None or record.invoice_id is None:
-                if not (first_date and self.invoices.remote_date(obj) < first_date.isoformat()):
-                    holder = self._number_holder(obj)
-                    record = self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
-                    if holder is not None and record is not None:
-                        self.hold_clash(record, holder)
-            elif record.status == S.CLASH:
-                self.refresh_clash(record, obj)
-            elif record.sync_token == sync_token(obj) and record.status in (S.SYNCED, S.DIFFERS):
-                self.log.outcome.unchanged += 1
-            else:
-                to_push += self.reconcile(record, record.invoice, obj)
+        for start in range(0, len(objects), PULL_CHUNK):
+            chunk = objects[start : start + PULL_CHUNK]
+            self._batch = _Batch()
+            # The numbers new invoices would take, read at once (``_pull_new``).
+            self._batch.numbers.load(
+                number
+                for obj in chunk
+                if getattr(records.get(object_id(obj)), "invoice_id", None) is None
+                for number in (obj.get("DocNumber"), f"QBO-{object_id(obj)}")
+            )
+            try:
+                for obj in chunk:
+                    self.log.checkpoint()
+                    to_push += self._import_invoice(
+                        records.get(object_id(obj)), obj, first_date, unsettled_since
+                    )
+                self._flush()
+            finally:
+                self._batch = None
+            self.log.progress(done=len(chunk))
         return to_push
+
+    def _import_invoice(
+        self,
+        record: SyncRecord | None,
+        obj: dict,
+        first_date,
+        unsettled_since: datetime | None,
+    ) -> list[Pair]:
+        if is_deleted(obj):
+            self.pulled_delete(record)
+        elif record is None and _made_since(obj, unsettled_since):
+            self._defer(obj)
+        elif record is None or record.invoice_id is None:
+            if not (first_date and self.invoices.remote_date(obj) < first_date.isoformat()):
+                self._pull_new(record, obj)
+        elif record.status == S.CLASH:
+            self.refresh_clash(record, obj)
+        elif record.sync_token == sync_token(obj) and record.status in (S.SYNCED, S.DIFFERS):
+            self.log.outcome.unchanged += 1
+        else:
+            return self.reconcile(record, record.invoice, obj)
+        return []
+
+    def _pull_new(self, record: SyncRecord | None, obj: dict) -> None:
+        """A QuickBooks invoice the portal does not have yet. One whose number a portal
+        invoice has is written at once and held with that invoice (``hold_clash``)."""
+        number = obj.get("DocNumber") or ""
+        holder = None
+        if number and self._batch.numbers.taken(number):
+            self._flush()  # the holder may be waiting in this chunk
+            holder = self._number_holder(obj)
+        record = self.apply(record, None, obj, self.invoices.neutral_qbo(obj))
+        if holder is not None and record is not None:
+            self._flush()
+            self.hold_clash(record, holder)
 
     def _unsettled_creates_since(self) -> datetime | None:
         """When the earliest invoice create whose answer never came was claimed, or None.
@@ -299,10 +369,9 @@ class Importer(Component):
                 record.sync_token = token
                 if "TotalAmt" in obj:
                     record.qbo_totals = qbo_totals(obj)
-                record.save(update_fields=["sync_token", "qbo_totals", "updated_at"])
                 # Nothing mapped changed, but QuickBooks' figures may have (a tax setting).
-                self.invoices.local.save_totals(invoice, obj)
-                self.invoices.local.apply_payments(invoice, obj)
+                figures = self.invoices.local.figures(invoice, obj)
+                self._stage(self._batch or _Batch(), _Staged(record, figures, obj, None))
             return [(record, invoice)] if decision.push_after else []
         if action == Action.REFRESH_HELD:
             if not self.ctx.dry_run:
@@ -409,13 +478,16 @@ class Importer(Component):
             self.log.outcome.unchanged += 1
             return
         theirs = self.invoices.neutral_qbo(obj)
+        self._flush()  # the numbers as this chunk leaves them so far
         holder = self._number_holder(obj)
         if holder is not None and holder.pk != record.invoice_id:
             self.apply(record, record.invoice, obj, theirs, fields=frozenset(theirs) - {"number"})
+            self._flush()
             self.hold_clash(record, holder)
             return
         # Free now: the hold ends, and the number QuickBooks has is taken.
         self.apply(record, record.invoice, obj, theirs)
+        self._flush()
         for waiting in SyncRecord.objects.filter(
             connection=self.ctx.connection, object_type="invoice", status=S.CLASH, qbo_id=""
         ).select_related("invoice"):
@@ -447,16 +519,17 @@ class Importer(Component):
             self.log.plan(f"pull invoice {number}")
             return None
         before = invoice.customer_id if invoice is not None else None
+        batch = self._batch or _Batch()
         try:
-            with transaction.atomic():
-                invoice, created = self.invoices.local.write(
-                    invoice,
-                    obj,
-                    theirs,
-                    resolve=self.local_for_ref,
-                    fields=fields,
-                    keep_lines=keep_lines,
-                )
+            write = self.invoices.local.prepare(
+                invoice,
+                obj,
+                theirs,
+                resolve=self.local_for_ref,
+                numbers=batch.numbers,
+                fields=fields,
+                keep_lines=keep_lines,
+            )
         except LocalApplyError as exc:
             # Kept as a binding without a portal invoice, so staff see why it is missing and
             # the next pull reads it again.
@@ -468,28 +541,68 @@ class Importer(Component):
             )
             self.binder.fail(record, str(exc))
             return None
+        invoice = write.invoice
         if before is not None and invoice.customer_id != before:
             self.moved.setdefault(before, []).append((invoice, invoice.customer_id))
-        record = record or self.binder.new("invoice", invoice)
-        if record.invoice_id is None:
-            record.invoice = invoice
-        agreed = self.invoices.agreed_after_pull(record, invoice, theirs, fields=fields)
-        if created:
-            self.log.outcome.created += 1
-            self.log.event(record, "pulled", f"Invoice {invoice.number} created from QuickBooks.")
-        else:
-            self.log.outcome.updated += 1
-            self.log.event(record, "pulled", f"Invoice {invoice.number} updated from QuickBooks.")
-        self.binder.settle(
-            record,
-            obj,
-            agreed=agreed,
-            pushed=False,
-            number=self.invoices.remote_number(obj),
-            differs=self.invoices.differences(record, obj),
+        record = record or SyncRecord(
+            connection=self.ctx.connection, object_type="invoice", status=S.PENDING
         )
-        self.invoices.local.apply_payments(invoice, obj)
+        # A renumbering is saved at once: the number it gives up is then free for the next.
+        self._stage(batch, _Staged(record, write, obj, theirs, fields), now=write.renumbered)
         return record
+
+    def _stage(self, batch: _Batch, staged: _Staged, *, now: bool = False) -> None:
+        """Keep a write for its chunk's ``_flush``; outside a chunk (``now``), save it now."""
+        batch.staged.append(staged)
+        if now or batch is not self._batch:
+            self._flush(batch)
+
+    def _flush(self, batch: _Batch | None = None) -> None:
+        """Save the writes kept so far, in one transaction: the portal invoices and their
+        lines (``LocalInvoiceWriter.save_all``), then their bindings, settled with what both
+        sides now agree on, in one ``bulk_create`` and one ``bulk_update``. Their events and
+        counts follow once saved."""
+        batch = batch or self._batch
+        if batch is None or not batch.staged:
+            return
+        staged, batch.staged = batch.staged, []
+        with transaction.atomic():
+            self.invoices.local.save_all([s.write for s in staged])
+            settled, changed = [], set()
+            for s in staged:
+                record, invoice = s.record, s.write.invoice
+                if s.theirs is None:
+                    continue
+                if record.invoice_id is None:
+                    record.invoice = invoice
+                    changed.add("invoice")
+                agreed = self.invoices.agreed_after_pull(record, invoice, s.theirs, fields=s.fields)
+                changed |= self.binder.settle(
+                    record,
+                    s.obj,
+                    agreed=agreed,
+                    pushed=False,
+                    number=self.invoices.remote_number(s.obj),
+                    differs=self.invoices.differences(record, s.obj),
+                    save=False,
+                )
+                settled.append(record)
+            self.binder.save_settled(settled, changed)
+            tokens = [s.record for s in staged if s.theirs is None]
+            now = timezone.now()
+            for record in tokens:
+                record.updated_at = now
+            update_in_bulk(tokens, ["sync_token", "qbo_totals", "updated_at"])
+        for s in staged:
+            if s.theirs is None:
+                continue
+            number = s.write.invoice.number
+            if s.write.created:
+                self.log.outcome.created += 1
+                self.log.event(s.record, "pulled", f"Invoice {number} created from QuickBooks.")
+            else:
+                self.log.outcome.updated += 1
+                self.log.event(s.record, "pulled", f"Invoice {number} updated from QuickBooks.")
 
     def settle_merged(self) -> None:
         """Customers QuickBooks merged into another (they disappear from its feed as deleted,

@@ -5,19 +5,32 @@ portal invoice; a new one takes them all. Portal records are never deleted by a 
 
 Every write lands in the records' change history (``portal.history``), including those that
 go round ``save()``.
+
+A write is prepared in memory (``prepare``) and saved with the others of its batch
+(``save_all``): a pull of many invoices costs a few queries per batch, not several per invoice.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 from django.utils import timezone
 
-from portal.history import create_with_history, record_later, update_with_history
+from portal.changes import bump
+from portal.history import (
+    create_with_history,
+    delete_with_history,
+    record_changed,
+    record_later,
+    update_with_history,
+)
 from portal.models import Invoice, InvoiceLine, TaxRate
 from portal.money import ZERO, round_money
+from sync.binder import update_in_bulk
 from sync.context import SyncContext
 from sync.mappers.invoice import ITEM_LINE, invoice_lines, kept_line, line_kind, qbo_is_void
 
@@ -49,23 +62,101 @@ class LocalApplyError(Exception):
     """QuickBooks' version could not be written into the portal; the message says why."""
 
 
+class Numbers:
+    """Invoice numbers in use, as the writes prepared so far leave them: read from the
+    database for many numbers at once (``load``), then kept current as writes take them.
+
+    A renumbered invoice gives its old number up at once: the importer saves such a write
+    before preparing another, so renumberings never chain in one statement (the number's
+    unique constraint is checked row by row)."""
+
+    def __init__(self):
+        # number -> the invoice having it (its id, or the unsaved invoice itself), or None.
+        self._owner: dict[str, int | Invoice | None] = {}
+
+    def load(self, numbers) -> None:
+        """Read which of ``numbers`` portal invoices have (one query for those not known)."""
+        wanted = {n for n in numbers if n and n not in self._owner}
+        if not wanted:
+            return
+        found = dict(Invoice.objects.filter(number__in=wanted).values_list("number", "pk"))
+        for number in wanted:
+            self._owner[number] = found.get(number)
+
+    def taken(self, number: str, *, by_other_than: Invoice | None = None) -> bool:
+        """Whether a portal invoice (other than ``by_other_than``) has ``number``."""
+        self.load([number])
+        owner = self._owner[number]
+        if owner is None or by_other_than is None:
+            return owner is not None
+        if isinstance(owner, Invoice):
+            return owner is not by_other_than
+        return owner != by_other_than.pk
+
+    def take(self, number: str, invoice: Invoice, *, giving_up: str = "") -> None:
+        if giving_up:
+            self._owner[giving_up] = None
+        self._owner[number] = invoice
+
+
+# The invoice fields QuickBooks' version may change (``prepare``): what a write saves.
+WRITTEN_FIELDS = (
+    "customer",
+    *DATE_FIELDS,
+    *TEXT_FIELDS,
+    "number",
+    "currency",
+    "exchange_rate",
+    "status",
+    "subtotal",
+    "tax_total",
+    "total",
+    "amount_paid",
+)
+
+
+@dataclass
+class LocalWrite:
+    """QuickBooks' version of one invoice, made in memory (``prepare``), to be saved with the
+    others of its batch (``save_all``)."""
+
+    invoice: Invoice
+    created: bool
+    # The fields whose values changed (all of them for a new invoice).
+    changed: set[str] = field(default_factory=set)
+    # A save (the invoice's ``updated_at`` moves and its history has a row even when only its
+    # lines changed), not only figures kept (totals, payments).
+    saved: bool = True
+    # Its lines now, when QuickBooks' replace them, and the lines they replace.
+    lines: list[InvoiceLine] | None = None
+    replaced: list[InvoiceLine] = field(default_factory=list)
+
+    @property
+    def renumbered(self) -> bool:
+        return not self.created and "number" in self.changed
+
+
 class LocalInvoiceWriter:
     def __init__(self, ctx: SyncContext):
         self.ctx = ctx
         self._lines_to_save: list[InvoiceLine] = []
+        self._rates: dict[int, TaxRate] | None = None
 
-    def write(
+    def prepare(
         self,
         invoice: Invoice | None,
         obj: dict,
         theirs: dict,
         *,
         resolve: RefResolver,
+        numbers: Numbers,
         fields: frozenset[str] | None = None,
         keep_lines: frozenset[int] = frozenset(),
-    ) -> tuple[Invoice, bool]:
-        """Write QuickBooks invoice ``obj`` (neutral ``theirs``) into ``invoice``, or into a
-        new portal invoice when None. Returns (invoice, created). Run it in a transaction.
+    ) -> LocalWrite:
+        """QuickBooks invoice ``obj`` (neutral ``theirs``) written in memory into ``invoice``,
+        or into a new portal invoice when None, with its lines, QuickBooks' totals and what
+        its Balance says is paid; nothing is saved (``save_all`` does it). ``numbers`` tells
+        which invoice numbers are taken, and takes the one the invoice ends with.
 
         ``fields`` limits an existing invoice to those neutral fields; ``keep_lines`` are the
         positions (0-based) of lines the portal keeps as it has them (a line merge). Raises
@@ -76,9 +167,12 @@ class LocalInvoiceWriter:
         customer = resolve("customer", obj.get("CustomerRef"))
         if created:
             number = obj.get("DocNumber") or f"QBO-{obj['Id']}"
-            if Invoice.objects.filter(number=number).exists():
+            if numbers.taken(number):
                 number = f"{number}-QBO{obj['Id']}"
             invoice = Invoice(number=number, customer=customer)
+            before = {}
+        else:
+            before = {name: _value(invoice, name) for name in WRITTEN_FIELDS}
         flows = self.ctx.mapping.project(theirs, "from") if not created else theirs
         if fields is not None and not created:
             # The lines carry their tax code: taking the lines takes QuickBooks' code too.
@@ -95,8 +189,10 @@ class LocalInvoiceWriter:
             if name in flows:
                 setattr(invoice, name, flows[name] or "")
         renumber = "number" in flows and not created and flows["number"]
-        if renumber and not (
-            Invoice.objects.filter(number=flows["number"]).exclude(pk=invoice.pk).exists()
+        if (
+            renumber
+            and flows["number"] != invoice.number
+            and not numbers.taken(flows["number"], by_other_than=invoice)
         ):
             invoice.number = flows["number"]
         # QuickBooks' currency and exchange rate, whatever the field mapping says: an invoice
@@ -110,14 +206,33 @@ class LocalInvoiceWriter:
             invoice.status = Invoice.Status.VOID
         elif invoice.status == Invoice.Status.DRAFT and created:
             invoice.status = Invoice.Status.SENT
-        invoice.save()
+        write = LocalWrite(invoice=invoice, created=created)
         if "lines" in flows and not theirs.get("void"):
-            self._write_lines(invoice, obj, flows, resolve=resolve, keep=keep_lines)
-        return invoice, created
+            write.lines, write.replaced = self._lines(
+                invoice, obj, flows, resolve=resolve, keep=keep_lines, created=created
+            )
+            self.totals(invoice, obj)
+        self.payments(invoice, obj)
+        write.changed = {
+            name for name in WRITTEN_FIELDS if created or _value(invoice, name) != before[name]
+        }
+        if created:
+            numbers.take(invoice.number, invoice)
+        elif write.renumbered:
+            numbers.take(invoice.number, invoice, giving_up=before["number"])
+        return write
 
-    def _write_lines(
-        self, invoice: Invoice, obj: dict, flows: dict, *, resolve, keep: frozenset[int]
-    ) -> None:
+    def _lines(
+        self,
+        invoice: Invoice,
+        obj: dict,
+        flows: dict,
+        *,
+        resolve,
+        keep: frozenset[int],
+        created: bool,
+    ) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
+        """QuickBooks' lines for ``invoice`` (unsaved), and the portal lines they replace."""
         rate = None
         if flows.get("tax_code"):
             rate_id = self.ctx.rates_by_code.get(flows["tax_code"])
@@ -127,13 +242,14 @@ class LocalInvoiceWriter:
                     "rate, so the invoice's tax cannot be recorded. Map it on the Mapping > "
                     "Tax tab, then retry."
                 )
-            rate = TaxRate.objects.get(pk=rate_id)
-        previous = list(invoice.lines.order_by("position")) if keep else []
-        invoice.lines.all().delete()
+            rate = self._rate(rate_id)
+        # In position order (the lines' ordering), prefetched when the caller loaded them.
+        previous = [] if created else list(invoice.lines.all())
         lines = []
         for position, line in enumerate(invoice_lines(obj), start=1):
             if position - 1 in keep:
-                mine = previous[position - 1]
+                # Kept as the portal has it, saved anew with the others (the old row goes).
+                mine = copy.copy(previous[position - 1])
                 mine.pk, mine.position = None, position
                 lines.append(mine)
                 continue
@@ -159,10 +275,46 @@ class LocalInvoiceWriter:
                     tax_rate=rate if taxable else None,
                 )
             lines.append(InvoiceLine(**values))
-        # Created as QuickBooks states them: amounts are QuickBooks' (save() is not called, so
-        # nothing is recomputed into another number).
-        create_with_history(lines)
-        update_with_history(invoice, **self.totals(invoice, obj))
+        return lines, previous
+
+    def _rate(self, rate_id: int) -> TaxRate:
+        """A mapped portal tax rate (all of them read once per run)."""
+        if self._rates is None:
+            self._rates = TaxRate.objects.in_bulk(set(self.ctx.rates_by_code.values()))
+        return self._rates.get(rate_id) or TaxRate.objects.get(pk=rate_id)
+
+    def save_all(self, writes: list[LocalWrite]) -> None:
+        """Save prepared writes in a few queries whatever their number: the invoices changed
+        (one ``bulk_update`` per set of fields changed), the lines replaced (one delete), the
+        new invoices and all new lines (one ``bulk_create`` each), each with its history rows
+        in one more. Lines are created as QuickBooks states them (``save()`` is not called,
+        so nothing is recomputed into another number). Run it in a transaction."""
+        now = timezone.now()
+        updated = [w for w in writes if not w.created and (w.saved or w.changed)]
+        by_fields: dict[frozenset[str], list[Invoice]] = {}
+        for write in updated:
+            names = set(write.changed)
+            if write.saved:  # as ``save()`` would
+                write.invoice.updated_at = now
+                names.add("updated_at")
+            by_fields.setdefault(frozenset(names), []).append(write.invoice)
+        for names, invoices in by_fields.items():
+            update_in_bulk(invoices, sorted(names))
+        replacing = [w for w in writes if not w.created and w.lines is not None]
+        if replacing:
+            ids = [w.invoice.pk for w in replacing]
+            delete_with_history(
+                [line for w in replacing for line in w.replaced],
+                InvoiceLine.objects.filter(invoice_id__in=ids),
+            )
+            bump(ids)  # as ``QuerySet.delete()`` would (a pull writes unstamped)
+        record_changed([w.invoice for w in updated])
+        create_with_history([w.invoice for w in writes if w.created])
+        # A new invoice's lines take its id as they are created (it has one now).
+        create_with_history([line for w in writes if w.lines for line in w.lines])
+        for write in writes:
+            if write.lines is not None:
+                _show_lines(write.invoice, write.lines)
 
     def totals(self, invoice: Invoice, obj: dict) -> dict:
         """QuickBooks' totals (``TotalAmt``, ``TxnTaxDetail.TotalTax``; the subtotal is the
@@ -190,14 +342,6 @@ class LocalInvoiceWriter:
             for field, name in (("subtotal", "subtotal"), ("tax_total", "tax"), ("total", "total"))
             if getattr(invoice, field) != wanted[name]
         }
-        if changed:
-            update_with_history(invoice, **changed)
-
-    def save_totals(self, invoice: Invoice, obj: dict) -> None:
-        """QuickBooks' totals for ``invoice``, saved when they changed (not for a void)."""
-        if qbo_is_void(obj):
-            return
-        changed = self.totals(invoice, obj)
         if changed:
             update_with_history(invoice, **changed)
 
@@ -231,14 +375,15 @@ class LocalInvoiceWriter:
             )
             self._lines_to_save = []
 
-    def apply_payments(self, invoice: Invoice, obj: dict) -> None:
+    def payments(self, invoice: Invoice, obj: dict) -> dict:
         """QuickBooks' Balance tells how much is paid; the status follows (never for voids).
+        Set on ``invoice``; returns what changed, to be saved.
 
         Two-way only; amounts in the invoice's currency, rounded to cents."""
         if "Balance" not in obj or "TotalAmt" not in obj or self.ctx.dry_run:
-            return
+            return {}
         if not self.ctx.config.two_way:
-            return
+            return {}
         total = round_money(Decimal(str(obj["TotalAmt"])))
         balance = round_money(Decimal(str(obj["Balance"])))
         paid = max(ZERO, total - balance)
@@ -250,9 +395,40 @@ class LocalInvoiceWriter:
                 status = Invoice.Status.PARTIALLY_PAID
             elif status in (Invoice.Status.PAID, Invoice.Status.PARTIALLY_PAID):
                 status = Invoice.Status.SENT
-        if paid != invoice.amount_paid or status != invoice.status:
-            update_with_history(invoice, amount_paid=paid, status=status)
+        if paid == invoice.amount_paid and status == invoice.status:
+            return {}
+        invoice.amount_paid, invoice.status = paid, status
+        return {"amount_paid": paid, "status": status}
+
+    def apply_payments(self, invoice: Invoice, obj: dict) -> None:
+        """``payments``, saved at once (after a push)."""
+        changed = self.payments(invoice, obj)
+        if changed:
+            update_with_history(invoice, **changed)
+
+    def figures(self, invoice: Invoice, obj: dict) -> LocalWrite:
+        """QuickBooks' totals (not for a void) and payments for ``invoice``, whose mapped
+        fields did not change: set in memory, saved by ``save_all`` when they changed."""
+        changed = {} if qbo_is_void(obj) else self.totals(invoice, obj)
+        changed.update(self.payments(invoice, obj))
+        return LocalWrite(invoice=invoice, created=False, changed=set(changed), saved=False)
 
     def mark_void(self, invoice: Invoice) -> None:
         """QuickBooks deleted the invoice: the portal keeps it, void."""
         update_with_history(invoice, status=Invoice.Status.VOID)
+
+
+def _value(invoice: Invoice, name: str):
+    """A written field's value, by id for the customer (compared before and after)."""
+    return invoice.customer_id if name == "customer" else getattr(invoice, name)
+
+
+def _show_lines(invoice: Invoice, lines: list[InvoiceLine]) -> None:
+    """``invoice.lines.all()`` gives ``lines`` from now on, as if prefetched (what both sides
+    agree on is worked out from them without reading them back)."""
+    cached = InvoiceLine.objects.filter(invoice=invoice)
+    cached._result_cache, cached._prefetch_done = list(lines), True
+    invoice._prefetched_objects_cache = {
+        **getattr(invoice, "_prefetched_objects_cache", {}),
+        "lines": cached,
+    }

@@ -368,7 +368,16 @@ class Screen:
         return path if path.startswith("http") else f"{self.base_url}{path}"
 
     def visit(self, path: str):
-        response = self.page.goto(self.url(path))
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            response = self.page.goto(self.url(path))
+        except PlaywrightError as exc:
+            # The page being left refreshed itself at that moment (Sync history and a tab
+            # watching a run do): its own navigation aborted ours, which goes again.
+            if "ERR_ABORTED" not in str(exc):
+                raise
+            response = self.page.goto(self.url(path))
         assert response is not None and response.status < 400, (
             f"{path} answered {response.status if response else 'nothing'}"
         )

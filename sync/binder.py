@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import Connection
@@ -381,11 +382,24 @@ class Binder:
         its answer settles it, the binding is uncertain: a run that stops before then (killed,
         lease lost) leaves it for the next run to replay with the same requestid, never to
         send again with a new one."""
-        record.request_id = request_ref
-        record.status = S.PENDING
-        record.uncertain = True
-        if record.pk is None:
-            record.save()
+        self.claim_all([(record, request_ref)])
+
+    def claim_all(self, claims: list[tuple[SyncRecord, str]]) -> None:
+        """``claim`` each (binding, requestid and position) of ``claims``, together: the new
+        bindings in one ``bulk_create``, the others in one bulk update, in one transaction
+        (either every write of the batches about to be sent is claimed, or none is)."""
+        if not claims:
+            return
+        now = timezone.now()
+        for record, request_ref in claims:
+            record.request_id = request_ref
+            record.status = S.PENDING
+            record.uncertain = True
+            record.updated_at = now
+        new = [record for record, _ref in claims if record.pk is None]
+        bound = [record for record, _ref in claims if record.pk is not None]
+        with transaction.atomic():
+            SyncRecord.objects.bulk_create(new)
+            update_in_bulk(bound, ["request_id", "status", "uncertain", "updated_at"])
+        for record in new:
             self.remember(record)
-        else:
-            record.save(update_fields=["request_id", "status", "uncertain", "updated_at"])

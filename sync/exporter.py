@@ -331,7 +331,7 @@ class Exporter(BatchWriter):
             except QBOError as exc:
                 result = exc
             self._settle_invoice(record, invoice, result)
-        self.invoices.flush()
+        self.record_settled(self.invoices)
 
     # --- customers and items ---------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import connections as db_connections
+from django.db import transaction
 
 from integrations.quickbooks.backend import (
     batch_ref,
@@ -34,6 +35,14 @@ Write = tuple[SyncRecord, object, str, dict]
 
 
 class BatchWriter(Component):
+    """Writes to QuickBooks in batches, each answer settled on its binding; bindings the
+    answers settle are saved together, per batch (``record_settled``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._unsaved: list[SyncRecord] = []
+        self._unsaved_fields: set[str] = set()
+
     def _settle_write(
         self, adapter: EntityAdapter, record: SyncRecord, obj: dict, *, replayed: bool = False
     ) -> None:
@@ -45,7 +54,7 @@ class BatchWriter(Component):
         agreed = adapter.after_push(record, obj)
         if replayed:
             agreed = adapter.neutral_qbo(obj)
-        self.binder.settle(
+        changed = self.binder.settle(
             record,
             obj,
             agreed=agreed,
@@ -53,7 +62,22 @@ class BatchWriter(Component):
             number=adapter.remote_number(obj),
             differs=adapter.differences(record, obj),
             agree_version=not replayed,
+            save=False,
         )
+        self._unsaved.append(record)
+        self._unsaved_fields |= changed
+
+    def record_settled(self, adapter: EntityAdapter) -> None:
+        """Save what the answers settled since the last call, in one transaction: what they
+        changed on the portal records (``adapter.flush``), then their bindings, in bulk. A
+        run killed before it commits leaves those bindings claimed, and the next run's replay
+        settles them from QuickBooks' first answers."""
+        records, fields = self._unsaved, self._unsaved_fields
+        self._unsaved, self._unsaved_fields = [], set()
+        with transaction.atomic():
+            adapter.flush()
+            if records:
+                self.binder.save_settled(records, fields)
 
     # --- batched writes --------------------------------------------------------------------
 
@@ -75,14 +99,17 @@ class BatchWriter(Component):
         width = max(1, int(settings.QBO_WRITES_IN_FLIGHT))
         for start in range(0, len(batches), width):
             wave = batches[start : start + width]
-            request_ids = []
+            request_ids, claims = [], []
+            self.log.checkpoint()
             for chunk in wave:
-                self.log.checkpoint()
                 request_id = self.ctx.backend.new_request_id()
-                for position, (record, _local, operation, _body) in enumerate(chunk):
-                    if operation == "create":
-                        self.binder.claim(record, batch_ref(request_id, position))
+                claims += [
+                    (record, batch_ref(request_id, position))
+                    for position, (record, _local, operation, _body) in enumerate(chunk)
+                    if operation == "create"
+                ]
                 request_ids.append(request_id)
+            self.binder.claim_all(claims)
             answers = self._call_all(wave, adapter, request_ids)
             for chunk, request_id, answer in zip(wave, request_ids, answers, strict=True):
                 if _refused_token(answer):
@@ -90,7 +117,7 @@ class BatchWriter(Component):
                     # (the same requestid, so nothing is written twice).
                     answer = self._call(chunk, adapter, request_id=request_id)
                 yield from self._outcomes(chunk, adapter, answer)
-                adapter.flush()  # once the caller has settled the chunk's answers
+                self.record_settled(adapter)  # once the caller has settled the chunk's answers
 
     def _call_all(self, wave: list[list[Write]], adapter: EntityAdapter, request_ids: list[str]):
         """Each batch of ``wave`` sent at once; their answers (results, or the exception a
@@ -210,7 +237,7 @@ class BatchWriter(Component):
                 self.log.outcome.created += 1
                 self.binder.release_copy(record, object_id(result))
                 self._settle_write(adapter, record, result, replayed=True)
-            adapter.flush()
+            self.record_settled(adapter)
 
 
 def _refused_token(answer) -> bool:

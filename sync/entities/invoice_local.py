@@ -140,6 +140,8 @@ class LocalInvoiceWriter:
     def __init__(self, ctx: SyncContext):
         self.ctx = ctx
         self._lines_to_save: list[InvoiceLine] = []
+        # {invoice id: (invoice, fields)} a push's answers changed, saved by ``flush``.
+        self._invoices_to_save: dict[int, tuple[Invoice, set[str]]] = {}
         self._rates: dict[int, TaxRate] | None = None
 
     def prepare(
@@ -346,9 +348,11 @@ class LocalInvoiceWriter:
             update_with_history(invoice, **changed)
 
     def save_after_push(self, invoice: Invoice, changed: dict) -> None:
-        """Save what a push's answer changed on ``invoice`` (its history row is written at
-        the end of the step, with the other invoices')."""
-        Invoice.objects.filter(pk=invoice.pk).update(**changed)
+        """What a push's answer changed on ``invoice`` (already set on it), saved by
+        ``flush`` with the other invoices of the batch; its history row is written at the
+        end of the step, with the other invoices'."""
+        _invoice, fields = self._invoices_to_save.setdefault(invoice.pk, (invoice, set()))
+        fields.update(changed)
         record_later(invoice)
 
     def take_lines(self, invoice: Invoice, obj: dict) -> None:
@@ -369,11 +373,19 @@ class LocalInvoiceWriter:
                 self._lines_to_save.append(local)
 
     def flush(self) -> None:
+        """Write what ``take_lines`` and ``save_after_push`` kept: the lines in one bulk
+        update, the invoices in one per set of changed fields."""
         if self._lines_to_save:
             InvoiceLine.objects.bulk_update(
                 self._lines_to_save, ["qbo_line_id", "qbo_detail", "amount"]
             )
             self._lines_to_save = []
+        by_fields: dict[frozenset[str], list[Invoice]] = {}
+        for invoice, fields in self._invoices_to_save.values():
+            by_fields.setdefault(frozenset(fields), []).append(invoice)
+        self._invoices_to_save = {}
+        for fields, invoices in by_fields.items():
+            update_in_bulk(invoices, sorted(fields))
 
     def payments(self, invoice: Invoice, obj: dict) -> dict:
         """QuickBooks' Balance tells how much is paid; the status follows (never for voids).

@@ -13,7 +13,8 @@ Points (the N-th invoice batch; each create in it already claimed with the batch
     sent       the batch is on its way and QuickBooks holds its answer (the emulator's
                ``hold_answers_ms``), so QuickBooks saves the invoices and the worker never hears
     answered   QuickBooks' answer is in, nothing of it recorded in the portal
-    recording  after K answers of the batch were recorded in the portal
+    recording  the batch's answers written in the portal (its invoices' bindings settled),
+               the transaction that records them not committed yet
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
     seen = {"batches": 0, "recorded": 0}
     counting = threading.Lock()  # batches in flight together are sent from threads
     real_write_batch = QuickBooksBackend.write_batch
-    real_settle = Binder.settle
+    real_save_settled = Binder.save_settled
 
     def stop() -> None:
         marker.write_text(f"{os.getpid()} {point}\n")
@@ -141,17 +142,18 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
             stop()
         return answer
 
-    @functools.wraps(real_settle)
-    def settle(self, record, obj, **kwargs):
-        real_settle(self, record, obj, **kwargs)
-        if record.object_type == "invoice" and seen["batches"] == batch:
-            seen["recorded"] += 1
-            if seen["recorded"] == after:
-                stop()
+    @functools.wraps(real_save_settled)
+    def save_settled(self, records, fields):
+        real_save_settled(self, records, fields)
+        invoices = [r for r in records if r.object_type == "invoice"]
+        if invoices and seen["batches"] == batch:
+            seen["recorded"] += len(invoices)
+            if seen["recorded"] >= after:
+                stop()  # inside the transaction that records the batch's answers
 
     QuickBooksBackend.write_batch = write_batch
     if point == "recording":
-        Binder.settle = settle
+        Binder.save_settled = save_settled
 
 
 if __name__ == "__main__":

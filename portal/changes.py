@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from django.db import models
 from django.db.models import F
 
+from portal.bulk import BulkUpdateQuerySet
+
 _local = threading.local()
 
 
@@ -52,7 +54,7 @@ def bump(invoice_ids: Iterable[int]) -> None:
         Invoice.objects.filter(pk__in=ids).update(version=F("version") + 1)
 
 
-class InvoiceQuerySet(models.QuerySet):
+class InvoiceQuerySet(BulkUpdateQuerySet):
     """Bulk changes to invoices move their versions on."""
 
     def update(self, **kwargs) -> int:
@@ -63,16 +65,21 @@ class InvoiceQuerySet(models.QuerySet):
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         objs, fields = list(objs), list(fields)
-        if stamping():
+        count = super().bulk_update(objs, fields, batch_size=batch_size)
+        if stamping() and "version" not in fields:
+            # Moved on in the database, not from the objects' own (maybe stale) versions:
+            # a version never goes back to one a sync already agreed on.
+            ids = [obj.pk for obj in objs]
+            models.QuerySet.update(
+                self.filter(pk__in=ids), version=F("version") + 1, needs_sync=True
+            )
+            versions = dict(self.filter(pk__in=ids).values_list("pk", "version"))
             for obj in objs:
-                if "version" not in fields:
-                    obj.version = (obj.version or 0) + 1
-                obj.needs_sync = True
-            fields += [name for name in ("version", "needs_sync") if name not in fields]
-        return super().bulk_update(objs, fields, batch_size=batch_size)
+                obj.version, obj.needs_sync = versions.get(obj.pk, obj.version), True
+        return count
 
 
-class InvoiceLineQuerySet(models.QuerySet):
+class InvoiceLineQuerySet(BulkUpdateQuerySet):
     """Bulk changes to lines move their invoices' versions on."""
 
     def _invoice_ids(self) -> set[int]:

@@ -17,6 +17,7 @@ the history reads one change per save rather than one per SQL statement.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -167,7 +168,7 @@ def update_with_history(instance: models.Model, **values) -> None:
         setattr(instance, name, value)
     if not _enabled():
         return
-    history_model = get_history_manager_for_model(model).model
+    history_model = history_model_for(model)
     unit = _current()
     row = unit.rows.get((history_model, instance.pk)) if unit is not None else None
     if row is None:
@@ -181,6 +182,13 @@ def update_with_history(instance: models.Model, **values) -> None:
         row.save(update_fields=changed)
 
 
+@functools.cache
+def history_model_for(model: type[models.Model]) -> type[models.Model]:
+    """The historical model of ``model`` (simple-history builds a manager for each look-up,
+    which costs more than the row it records when done per record)."""
+    return get_history_manager_for_model(model).model
+
+
 def record_later(instance: models.Model) -> None:
     """``instance`` was changed round ``save()``: its historical row is written, as the
     record then is, when this unit ends, with the other records changed in it in one query
@@ -190,7 +198,7 @@ def record_later(instance: models.Model) -> None:
     if unit is None:
         _record([instance], update=True)
         return
-    history_model = get_history_manager_for_model(type(instance)).model
+    history_model = history_model_for(type(instance))
     unit.pending[(history_model, instance.pk)] = instance
 
 
@@ -236,7 +244,7 @@ def record_changed(objs: list[models.Model]) -> None:
     if not objs or not _enabled():
         return
     unit = _current()
-    history_model = get_history_manager_for_model(type(objs[0])).model
+    history_model = history_model_for(type(objs[0]))
     fresh = []
     for obj in objs:
         row = unit.rows.get((history_model, obj.pk)) if unit is not None else None
@@ -257,7 +265,7 @@ def delete_with_history(objs: list[models.Model], queryset: models.QuerySet) -> 
     the delete goes round it: only for models nothing else refers to or listens to."""
     if objs and _enabled():
         _as_source(objs)
-        history_model = get_history_manager_for_model(type(objs[0])).model
+        history_model = history_model_for(type(objs[0]))
         now = timezone.now()
         attrs = _attrs()
         rows = [

@@ -118,7 +118,7 @@ class Binder:
 
     def remember(self, record: SyncRecord) -> None:
         """Keep ``record`` findable by portal id and by QuickBooks id for this run."""
-        self._qbo_ids = {}
+        self._qbo_ids.pop(record.object_type, None)
         local_id = record.customer_id or record.item_id or record.invoice_id
         self._by_local[(record.object_type, local_id)] = record
         if record.qbo_id:

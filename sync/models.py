@@ -7,6 +7,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from portal.bulk import BulkUpdateQuerySet
+
 
 class SyncConfiguration(models.Model):
     """How the Invoices app syncs with one QuickBooks company."""
@@ -202,6 +204,9 @@ class SyncRecord(models.Model):
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     last_pulled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # A sync saves bindings in bulk, a batch of answers at a time (``portal.bulk``).
+    objects = BulkUpdateQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at"]

@@ -93,6 +93,15 @@ class Numbers:
             return owner is not by_other_than
         return owner != by_other_than.pk
 
+    def free(self, number: str) -> str:
+        """``number``, or when a portal invoice has it too, the first of ``number-2``,
+        ``number-3``... that none has (one query per number tried)."""
+        candidate, n = number, 1
+        while self.taken(candidate):
+            n += 1
+            candidate = f"{number}-{n}"
+        return candidate
+
     def take(self, number: str, invoice: Invoice, *, giving_up: str = "") -> None:
         if giving_up:
             self._owner[giving_up] = None
@@ -170,7 +179,7 @@ class LocalInvoiceWriter:
         if created:
             number = obj.get("DocNumber") or f"QBO-{obj['Id']}"
             if numbers.taken(number):
-                number = f"{number}-QBO{obj['Id']}"
+                number = numbers.free(f"{number}-QBO{obj['Id']}")
             invoice = Invoice(number=number, customer=customer)
             before = {}
         else:

@@ -118,3 +118,21 @@ def test_renumbered_in_quickbooks_the_hold_ends_and_both_go_on(clash, run_sync, 
     assert SyncRecord.objects.get(invoice=portal).status == "synced"
     numbers = sorted(r["DocNumber"] for r in qbo_invoices(qbo_ui))
     assert [n for n in numbers if n.startswith("1050")] == ["1050", "1050-Q"]
+
+
+def test_a_copy_number_itself_taken_gets_the_next_free_one(run_sync, ready, make_invoice, qbo_ui):
+    """The portal already has both 1060 and 1060-QBO<id>: QuickBooks' 1060 is kept under
+    1060-QBO<id>-2, and the pull ends without an error."""
+    from sync.models import SyncConfiguration
+
+    SyncConfiguration.objects.filter(connection=ready).update(push_on_save=False)
+    made = _accountants_invoice(qbo_ui, "1060")
+    make_invoice(number="1060")
+    make_invoice(number=f"1060-QBO{made['Id']}")
+
+    assert run_sync("pull").status == "done"
+
+    copy_record = SyncRecord.objects.get(qbo_id=made["Id"])
+    assert copy_record.status == "clash"
+    assert copy_record.invoice.number == f"1060-QBO{made['Id']}-2"
+    assert Invoice.objects.filter(number__startswith="1060").count() == 3

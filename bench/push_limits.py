@@ -10,7 +10,10 @@ are new too, so the push creates them), on a fresh database and a company of its
 - wall time, and the floor QuickBooks' limits allow for the same work: the writes sent 30 to a
   batch while the minute's batch budget lasts and one request each past it, the reads as they
   were made, 10 at once at the emulator's latency, one minute per full minute's budget;
-  the ratio of the two (target at most 1.3).
+  the ratio of the two (target at most 1.3);
+- the same floor with each request taking as long as the emulator took to answer it (its
+  latency included), which no client can beat, and the ratio to it: where the limits do not
+  bind (1,000 invoices: 0.4 s), the emulator's own work creating the invoices does.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python bench/push_limits.py [--sizes 1000,5000] [--latency-ms 100]
@@ -154,6 +157,9 @@ def run(args) -> int:
             writes = pushed.created + pushed.updated
             reads = len(log) - len(batches) - len(posts)
             floor = floor_seconds(writes=writes, reads=reads, latency=latency)
+            # The emulator's own time answering (its latency included), 10 requests at once:
+            # no client gets its answers sooner, whatever the limits allow.
+            answering = sum(r["duration_ms"] or 0 for r in log) / 1000 / AT_ONCE
             rows.append(
                 {
                     "size": size,
@@ -166,6 +172,7 @@ def run(args) -> int:
                     "batch_minute": busiest_minute([r["time"] for r in batches]),
                     "took": took,
                     "floor": floor,
+                    "answering": max(floor, answering),
                 }
             )
 
@@ -189,6 +196,10 @@ def run(args) -> int:
         print(
             f"          {row['took']:.1f} s; floor the limits allow {row['floor']:.1f} s; "
             f"ratio {ratio:.2f} (target at most {TARGET_RATIO})"
+        )
+        print(
+            f"          floor with the emulator's own answer times {row['answering']:.1f} s; "
+            f"ratio {row['took'] / row['answering']:.2f}"
         )
         ok = ok and row["throttled"] == 0 and run.failed == 0
         ok = ok and row["minute"] <= PER_MINUTE and row["batch_minute"] <= BATCHES_PER_MINUTE

@@ -15,6 +15,13 @@ def ready(connection_factory):
 
 
 @pytest.fixture
+def inline_tasks(settings):
+    """Tasks run inline, as in a single process (``Q_CLUSTER["sync"]``): the schedule syncs
+    the due companies itself instead of queueing a task for each."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+
+
+@pytest.fixture
 def make_invoice(db):
     counter = {"n": 0}
 

@@ -29,7 +29,6 @@ import math
 import os
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
     bench_emulator,
+    book_invoices,
+    busiest_minute,
     database_reset,
     django_database,
     ready_connection,
@@ -69,58 +70,6 @@ def floor_seconds(*, writes: int, reads: int, latency: float) -> float:
     return minutes * 60 + math.ceil((batches + singles + reads) / AT_ONCE) * latency
 
 
-def busiest_minute(times: list[float]) -> int:
-    """The most entries of ``times`` (seconds) inside any 60 seconds."""
-    times, most, start = sorted(times), 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= 60:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
-def _book(size: int, customers: int, items: int) -> None:
-    """``size`` new invoices of two lines each, for ``customers`` and ``items`` new ones."""
-    from portal.models import Customer, Invoice, InvoiceLine, Item
-
-    people = Customer.objects.bulk_create(
-        Customer(display_name=f"Limits Customer {n:03}") for n in range(customers)
-    )
-    goods = Item.objects.bulk_create(
-        Item(name=f"Limits Item {n:03}", sales_price=Decimal(10 + n)) for n in range(items)
-    )
-    for first in range(0, size, 1000):
-        numbers = range(first, min(first + 1000, size))
-        lines, invoices = [], []
-        for n in numbers:
-            pair = [goods[n % items], goods[(n + 1) % items]]
-            amount = pair[0].sales_price + 2 * pair[1].sales_price
-            invoices.append(
-                Invoice(
-                    number=f"L-{n:05}",
-                    customer=people[n % customers],
-                    status=Invoice.Status.SENT,
-                    subtotal=amount,
-                    total=amount,
-                )
-            )
-        Invoice.objects.bulk_create(invoices)
-        for invoice, n in zip(invoices, numbers, strict=True):
-            for k in (0, 1):
-                item = goods[(n + k) % items]
-                lines.append(
-                    InvoiceLine(
-                        invoice=invoice,
-                        position=k + 1,
-                        item=item,
-                        quantity=k + 1,
-                        unit_price=item.sales_price,
-                        amount=item.sales_price * (k + 1),
-                    )
-                )
-        InvoiceLine.objects.bulk_create(lines)
-
-
 def run(args) -> int:
     from sync.services import sync_run
 
@@ -133,7 +82,7 @@ def run(args) -> int:
         for size, realm in zip(sizes, emulator.realm_ids, strict=False):
             database_reset()
             connection = ready_connection(emulator, realm)
-            _book(size, args.customers, args.items)
+            book_invoices(size, customers=args.customers, items=args.items)
             emulator.app.clear_log()
             print(f"pushing {size:,} new invoices ...", flush=True)
             started = time.perf_counter()

@@ -126,6 +126,10 @@ Q_CLUSTER = {
     "retry": 360,
     "max_attempts": 3,
     "catch_up": False,
+    # Tasks a cluster takes from the queue ahead of its workers (django-q2's default is
+    # workers squared, and its pusher holds one more): kept at one, so a machine whose
+    # workers are busy leaves the next companies' syncs to the machines that are idle.
+    "queue_limit": 1,
     "save_limit": 500,
     "label": "Task queue",
     # Off for a worker that should only run queued tasks (the browser tests' worker).

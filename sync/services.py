@@ -89,6 +89,10 @@ def sync_run(
             return _skip_gated(
                 connection, trigger=trigger, direction=direction, why=why, dry_run=dry_run
             )
+    # The run is recorded once the lease is taken and ended before it is released, so the
+    # runs of one company (started_at to finished_at) never overlap, whichever workers ran them.
+    lease = lease_for(connection=connection, holder=f"run-{uuid.uuid4().hex}")
+    acquired = lease.acquire()
     run = SyncRun.objects.create(
         connection=connection,
         trigger=trigger,
@@ -96,11 +100,39 @@ def sync_run(
         dry_run=dry_run,
         status=SyncRun.Status.RUNNING,
     )
-    run.lock_busy = False
-    lease = lease_for(connection=connection, holder=f"run-{run.pk}-{uuid.uuid4().hex[:8]}")
-    if not lease.acquire():
-        run.lock_busy = True
+    run.lock_busy = not acquired
+    if not acquired:
         return _finish(run, SyncRun.Status.SKIPPED, BUSY)
+    try:
+        return _run_leased(
+            run,
+            lease,
+            connection=connection,
+            trigger=trigger,
+            direction=direction,
+            dry_run=dry_run,
+            invoice_ids=invoice_ids,
+            force=force,
+            client=client,
+            on_progress=on_progress,
+        )
+    finally:
+        lease.release()
+
+
+def _run_leased(
+    run: SyncRun,
+    lease,
+    *,
+    connection: Connection,
+    trigger: str,
+    direction: str,
+    dry_run: bool,
+    invoice_ids: list[int] | None,
+    force: bool,
+    client,
+    on_progress,
+) -> SyncRun:
     runs_end_dead(connection=connection, before=run)
     ctx = None
     try:
@@ -148,7 +180,6 @@ def sync_run(
     finally:
         if ctx is not None:
             ctx.log.flush()
-        lease.release()
     run.refresh_from_db()
     if ctx is not None:
         run.api_calls = ctx.backend.requests_sent

@@ -4,6 +4,11 @@ django-q2's ``retry`` is a redelivery timeout, not a backoff; failed records are
 the engine's own schedule (``next_retry_at``) by ``scheduled_sync``, so these tasks never rely
 on redelivery to retry and are safe to run twice (the connection lock and the change
 detection make a second run a no-op).
+
+The schedule fans out: each minute ``scheduled_sync`` queues one ``run_sync`` task per company
+that is due, so the workers of every ``qcluster`` process (on every machine sharing the
+database and Redis) take different companies at once, while each company's lease keeps its
+syncs one at a time.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from integrations.models import Connection, WebhookEvent
 from portal.tasks import queue, queue_later
+from sync.configuration import sync_gate
 from sync.locks import lock_held
 from sync.models import SyncConfiguration, SyncRecord, SyncRun
 from sync.services import (
@@ -30,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 # A pull that finds its company's sync running is queued again after this long.
 RETRY_BUSY_AFTER = timedelta(seconds=30)
+# A company's scheduled sync, queued and not started yet, is not queued again for this long.
+# Past it the task is taken for lost (a broker emptied, every worker gone) and queued anew; a
+# second one queued while the first is still waiting only costs an idle sync (2 requests).
+SCHEDULE_QUEUED_FOR = timedelta(minutes=15)
 
 
 def _connection(connection_id: int) -> Connection | None:
@@ -47,10 +59,25 @@ def push_invoices(connection_id: int, invoice_ids: list[int] | None = None, trig
 
 
 def run_sync(connection_id: int, direction: str = "both", trigger: str = "button") -> int:
+    """Sync company ``connection_id`` in ``direction`` (a ``SyncRun.Direction``) and return
+    the run's id; 0 when the connection is gone.
+
+    The schedule's task (``trigger="schedule"``, queued by ``scheduled_sync``) first says it
+    is no longer waiting, and returns 0 without a run when another sync of the company is
+    going: the next tick queues it again if the company is still due, so a busy company gets
+    no skipped run in its history every minute."""
+    if trigger == SyncRun.Trigger.SCHEDULE:
+        cache.delete(_queued_key(connection_id))
     connection = _connection(connection_id)
     if connection is None:
         return 0
+    if trigger == SyncRun.Trigger.SCHEDULE and lock_held(connection=connection):
+        return 0
     return sync_run(connection=connection, trigger=trigger, direction=direction).pk
+
+
+def _queued_key(connection_id: int) -> str:
+    return f"ledgerlink:schedule-queued:{connection_id}"
 
 
 def resolve_conflict(record_id: int, keep: str) -> int:
@@ -135,20 +162,47 @@ def schedule_due(config: SyncConfiguration, *, now) -> str:
 
 
 def scheduled_sync() -> list[int]:
-    """Every minute: sync companies whose interval has passed, retry failed records now due.
+    """Every minute: find the companies whose interval has passed or whose failed records are
+    due for their retry (``schedule_due``), and hand each to a worker.
 
-    A company whose sync has not been started gets a skipped run saying what is missing, once
-    per reason (``sync_run``), and no request goes to QuickBooks."""
+    Each due company gets one ``run_sync(connection_id, direction, "schedule")`` task, queued
+    unless a sync of it is running (its lease is held) or its previous scheduled task is still
+    waiting (a cache key, shared by every process, held until that task starts or
+    ``SCHEDULE_QUEUED_FOR`` passes). With tasks run inline (``Q_CLUSTER["sync"]``: tests, a
+    single process) the companies are synced here, one after another. Runs found without a
+    live worker are marked failed first (``runs_end_dead``).
+
+    A company whose sync has not been started gets its skipped run here, without a task,
+    saying what is missing, once per reason (``sync_run``); no request goes to QuickBooks.
+
+    Returns the ids of the runs made here: the skipped runs of companies not started and,
+    inline, every due company's run (queued tasks make theirs in the worker that takes them).
+    """
     now = timezone.now()
+    inline = bool(settings.Q_CLUSTER.get("sync", False))
     runs = []
+    queued = 0
     for config in SyncConfiguration.objects.filter(
         enabled=True, connection__status=Connection.Status.CONNECTED
     ).select_related("connection"):
         connection = config.connection
         runs_end_dead(connection=connection)
         direction = schedule_due(config, now=now)
-        if direction:
+        if not direction:
+            continue
+        if sync_gate(connection):
             runs.append(sync_run(connection=connection, trigger="schedule", direction=direction).pk)
+        elif lock_held(connection=connection):
+            continue
+        elif inline:
+            runs.append(sync_run(connection=connection, trigger="schedule", direction=direction).pk)
+        elif cache.add(
+            _queued_key(connection.pk), now.isoformat(), SCHEDULE_QUEUED_FOR.total_seconds()
+        ):
+            queue("sync.tasks.run_sync", connection.pk, direction, "schedule")
+            queued += 1
+    if queued:
+        logger.info("sync.schedule.queued", extra={"companies": queued})
     return runs
 
 

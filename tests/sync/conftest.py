@@ -1,9 +1,20 @@
+import os
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from portal.models import Customer, Invoice, Item, TaxRate
 from portal.services import invoice_save_lines
+from tests.conftest import (
+    EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET,
+    EMULATOR_REDIRECT_URI,
+    EMULATOR_VERIFIER,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -12,6 +23,13 @@ def ready(connection_factory):
     from tests.qbo import set_up_for_sync
 
     return set_up_for_sync(connection_factory())
+
+
+@pytest.fixture
+def inline_tasks(settings):
+    """Tasks run inline, as in a single process (``Q_CLUSTER["sync"]``): the schedule syncs
+    the due companies itself instead of queueing a task for each."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
 
 
 @pytest.fixture
@@ -65,3 +83,32 @@ def qbo_invoices(qbo_ui, doc_number=None):
     if doc_number is not None:
         rows = [r for r in rows if r.get("DocNumber") == doc_number]
     return rows
+
+
+@pytest.fixture
+def worker_env(transactional_db, qbo):
+    """The environment of a worker process: the test database and the emulator."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor != "postgresql":
+        pytest.skip("a worker process needs a database it can open too (PostgreSQL)")
+    auth = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "LEDGERLINK_ENV_FILE": os.devnull,
+        "DATABASE_URL": f"postgres://{auth}@{host}:{port}/{db['NAME']}",
+        "PYTHONPATH": str(ROOT),
+        "QBO_ENVIRONMENT": "emulator",
+        "QBO_EMULATOR_URL": qbo.base_url,
+        "QBO_CLIENT_ID": EMULATOR_CLIENT_ID,
+        "QBO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
+        "QBO_REDIRECT_URI": EMULATOR_REDIRECT_URI,
+        "QBO_WEBHOOK_VERIFIER_TOKEN": EMULATOR_VERIFIER,
+    }
+    yield env
+    qbo.app.set_hold_answers(0)

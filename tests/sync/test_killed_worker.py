@@ -17,16 +17,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-
-from tests.conftest import (
-    EMULATOR_CLIENT_ID,
-    EMULATOR_CLIENT_SECRET,
-    EMULATOR_REDIRECT_URI,
-    EMULATOR_VERIFIER,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2.0
@@ -89,35 +81,6 @@ CASES = [
         id="e-two-batches-in-flight",
     ),
 ]
-
-
-@pytest.fixture
-def worker_env(transactional_db, qbo):
-    """The environment of a worker process: the test database and the emulator."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    if connection.vendor != "postgresql":
-        pytest.skip("a worker process needs a database it can open too (PostgreSQL)")
-    auth = quote(db["USER"] or "")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "LEDGERLINK_ENV_FILE": os.devnull,
-        "DATABASE_URL": f"postgres://{auth}@{host}:{port}/{db['NAME']}",
-        "PYTHONPATH": str(ROOT),
-        "QBO_ENVIRONMENT": "emulator",
-        "QBO_EMULATOR_URL": qbo.base_url,
-        "QBO_CLIENT_ID": EMULATOR_CLIENT_ID,
-        "QBO_CLIENT_SECRET": EMULATOR_CLIENT_SECRET,
-        "QBO_REDIRECT_URI": EMULATOR_REDIRECT_URI,
-        "QBO_WEBHOOK_VERIFIER_TOKEN": EMULATOR_VERIFIER,
-    }
-    yield env
-    qbo.app.set_hold_answers(0)
 
 
 @pytest.fixture

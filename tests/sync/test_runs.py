@@ -70,7 +70,7 @@ def test_saving_an_invoice_queues_a_push_after_commit(ready, make_invoice, qbo_u
     assert runs.exists()
 
 
-def test_failed_records_retry_on_the_projects_backoff(run_sync, make_invoice, qbo):
+def test_failed_records_retry_on_the_projects_backoff(run_sync, make_invoice, qbo, inline_tasks):
     from django.utils import timezone
 
     from sync.tasks import scheduled_sync
@@ -182,7 +182,9 @@ def test_reasons_name_records_instead_of_quickbooks_ids():
     assert catalogue.error_fields(error)["intuit_tid"] == "1-abc"
 
 
-def test_schedule_syncs_each_company_when_its_interval_has_passed(ready, make_invoice, qbo_ui):
+def test_schedule_syncs_each_company_when_its_interval_has_passed(
+    ready, make_invoice, qbo_ui, inline_tasks
+):
     from datetime import timedelta
 
     from django.utils import timezone

@@ -90,7 +90,7 @@ def test_a_half_done_set_up_names_what_is_missing(half_done, make_invoice, qbo):
 
 
 def test_the_schedule_records_one_skip_per_reason_not_one_per_minute(
-    half_done, make_invoice, qbo, monkeypatch
+    half_done, make_invoice, qbo, monkeypatch, inline_tasks
 ):
     now = timezone.now()
     qbo.app.clear_log()

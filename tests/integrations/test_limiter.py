@@ -81,10 +81,10 @@ def test_per_minute_budget_blocks_then_releases():
     with limiter:
         pass
 
-    # The fourth waits for the next minute, then for the previous minute's share of the
-    # sliding window to shrink enough: 1 request's worth of 3 in 60 s is 20 s.
-    assert clock.sleeps == [60, 20]
-    assert clock.now == 60 * 1000 + 80
+    # The fourth waits until the first three are 60 seconds old, as QBO's sliding minute
+    # does, and not a moment less.
+    assert clock.sleeps == [60]
+    assert clock.now == 60 * 1000 + 60
 
 
 def test_release_frees_only_the_holders_own_lease():
@@ -111,7 +111,7 @@ def test_waiting_longer_than_max_wait_raises_with_retry_after():
     with pytest.raises(ThrottledError) as excinfo, limiter:
         pass
 
-    assert excinfo.value.retry_after == 50  # until the next minute
+    assert excinfo.value.retry_after == 60  # until the first two are 60 seconds old
     assert excinfo.value.retryable
     assert clock.sleeps == []  # it does not sleep when the wait is already known too long
     # The concurrency slot taken before the budget check was given back.

@@ -129,10 +129,11 @@ class Exporter(BatchWriter):
         self.log.progress(total=handled + len(to_write) + len(voids))
         writes = self._bodies(to_write, sparse=not force)
         writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
-        for record, invoice, result in self.write_batch(writes, self.invoices):
-            if self._settle_invoice(record, invoice, result):
-                stale.append((record, invoice))
-            self.log.progress(done=1)
+        with self.recording(self.invoices):
+            for record, invoice, result in self.write_batch(writes, self.invoices):
+                if self._settle_invoice(record, invoice, result):
+                    stale.append((record, invoice))
+                self.log.progress(done=1)
         self._recheck(recheck)
         if agreed_again and not self.ctx.dry_run:
             SyncRecord.objects.bulk_update(agreed_again, ["agreed_version", "agreed_mapping"])
@@ -298,40 +299,40 @@ class Exporter(BatchWriter):
         won a clash, or changed what QuickBooks did not), as sparse updates of what differs
         from the agreed version; binding ids in ``whole`` send the whole portal version (a
         void clash). A second stale answer is not chased: the next sync compares again."""
-        for record, invoice in pairs:
-            # Only what the portal changed, unless its whole version goes (``whole``).
-            sparse = record.pk not in (whole or set())
-            body = self.invoices.body(invoice, record, sparse=sparse)
-            if body is None:
-                self.ensure_dependencies([invoice])
+        with self.recording(self.invoices):
+            for record, invoice in pairs:
+                # Only what the portal changed, unless its whole version goes (``whole``).
+                sparse = record.pk not in (whole or set())
                 body = self.invoices.body(invoice, record, sparse=sparse)
-            if body is None:
-                self.binder.fail(record, NOT_READY)
-                continue
-            if self.ctx.dry_run:
-                self.log.plan(f"update invoice {invoice.number}")
-                continue
-            self.log.checkpoint()
-            try:
-                if invoice.status == Invoice.Status.VOID:
-                    result = self.ctx.backend.void(
-                        self.invoices.qbo_entity, record.qbo_id, record.sync_token
+                if body is None:
+                    self.ensure_dependencies([invoice])
+                    body = self.invoices.body(invoice, record, sparse=sparse)
+                if body is None:
+                    self.binder.fail(record, NOT_READY)
+                    continue
+                if self.ctx.dry_run:
+                    self.log.plan(f"update invoice {invoice.number}")
+                    continue
+                self.log.checkpoint()
+                try:
+                    if invoice.status == Invoice.Status.VOID:
+                        result = self.ctx.backend.void(
+                            self.invoices.qbo_entity, record.qbo_id, record.sync_token
+                        )
+                    else:
+                        result = self.ctx.backend.update(self.invoices.qbo_entity, body)
+                except ReconnectRequired:
+                    raise
+                except StaleObjectError:
+                    self.binder.fail(
+                        record,
+                        "QuickBooks changed the invoice again while it was being saved; "
+                        "it will be compared on the next sync.",
                     )
-                else:
-                    result = self.ctx.backend.update(self.invoices.qbo_entity, body)
-            except ReconnectRequired:
-                raise
-            except StaleObjectError:
-                self.binder.fail(
-                    record,
-                    "QuickBooks changed the invoice again while it was being saved; "
-                    "it will be compared on the next sync.",
-                )
-                continue
-            except QBOError as exc:
-                result = exc
-            self._settle_invoice(record, invoice, result)
-        self.record_settled(self.invoices)
+                    continue
+                except QBOError as exc:
+                    result = exc
+                self._settle_invoice(record, invoice, result)
 
     # --- customers and items ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connections as db_connections
@@ -78,6 +79,18 @@ class BatchWriter(Component):
             adapter.flush()
             if records:
                 self.binder.save_settled(records, fields)
+
+    @contextmanager
+    def recording(self, adapter: EntityAdapter) -> Iterator[None]:
+        """Around a loop that settles answers: what they settled is recorded when it ends,
+        however it ends. A run that stops in it (lease lost, reconnect needed, a fault) keeps
+        every answer QuickBooks gave: an update is not claimed, so one settled in memory and
+        dropped would leave its binding with the old SyncToken and agreed version, and the
+        next pull would take the portal's own write back as QuickBooks' change."""
+        try:
+            yield
+        finally:
+            self.record_settled(adapter)
 
     # --- batched writes --------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F
 
 from portal.bulk import BulkUpdateQuerySet
@@ -65,8 +65,12 @@ class InvoiceQuerySet(BulkUpdateQuerySet):
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         objs, fields = list(objs), list(fields)
-        count = super().bulk_update(objs, fields, batch_size=batch_size)
-        if stamping() and "version" not in fields:
+        if not stamping() or "version" in fields:
+            return super().bulk_update(objs, fields, batch_size=batch_size)
+        # The change and its stamp in one transaction: a change saved without moving its
+        # invoice's version on would never be sent.
+        with transaction.atomic(using=self.db):
+            count = super().bulk_update(objs, fields, batch_size=batch_size)
             # Moved on in the database, not from the objects' own (maybe stale) versions:
             # a version never goes back to one a sync already agreed on.
             ids = [obj.pk for obj in objs]
@@ -74,8 +78,8 @@ class InvoiceQuerySet(BulkUpdateQuerySet):
                 self.filter(pk__in=ids), version=F("version") + 1, needs_sync=True
             )
             versions = dict(self.filter(pk__in=ids).values_list("pk", "version"))
-            for obj in objs:
-                obj.version, obj.needs_sync = versions.get(obj.pk, obj.version), True
+        for obj in objs:
+            obj.version, obj.needs_sync = versions.get(obj.pk, obj.version), True
         return count
 
 
@@ -99,8 +103,9 @@ class InvoiceLineQuerySet(BulkUpdateQuerySet):
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         objs = list(objs)
-        count = super().bulk_update(objs, fields, batch_size=batch_size)
-        bump(obj.invoice_id for obj in objs)
+        with transaction.atomic(using=self.db):  # the change and its stamp, together
+            count = super().bulk_update(objs, fields, batch_size=batch_size)
+            bump(obj.invoice_id for obj in objs)
         return count
 
     def bulk_create(self, objs, *args, **kwargs):

@@ -124,7 +124,11 @@ class BatchWriter(Component):
                 request_ids.append(request_id)
             self.binder.claim_all(claims)
             answers = self._call_all(wave, adapter, request_ids)
-            for chunk, request_id, answer in zip(wave, request_ids, answers, strict=True):
+            sent = list(zip(wave, request_ids, answers, strict=True))
+            # The batches answered first: should sending a refused one again stop the run
+            # (reconnect needed), what QuickBooks saved from the others is recorded.
+            sent.sort(key=lambda each: _refused_token(each[2]))
+            for chunk, request_id, answer in sent:
                 if _refused_token(answer):
                     # The token ran out in flight: sent again here, where it can be refreshed
                     # (the same requestid, so nothing is written twice).
@@ -142,6 +146,10 @@ class BatchWriter(Component):
         def send(chunk, request_id):
             try:
                 return self._call(chunk, adapter, request_id=request_id)
+            except ReconnectRequired as exc:
+                if _refused_token(exc):  # the pinned token: the caller refreshes it and resends
+                    return exc
+                raise
             finally:
                 db_connections.close_all()  # this thread's, should the limiter's cache be SQL
 

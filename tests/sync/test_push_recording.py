@@ -4,7 +4,14 @@ made never comes back as a change from QuickBooks, and nothing is written twice.
 
 from decimal import Decimal
 
+import pytest
+
+import sync.writer
+from integrations import crypto
+from integrations.models import Connection
+from integrations.quickbooks import backend as qbo_backend
 from integrations.quickbooks.backend import QuickBooksBackend
+from integrations.quickbooks.errors import AuthenticationError, ReconnectRequired
 from portal.models import Invoice
 from portal.services import invoice_save_lines
 from sync.models import SyncLock, SyncRecord
@@ -74,3 +81,74 @@ def test_updates_answered_before_the_lease_is_lost_are_recorded_and_never_echo(
         Decimal("300.00"),
         Decimal("10.00"),
     ]
+
+
+@pytest.fixture
+def wave_of_single_batches(monkeypatch, settings):
+    """A write per batch, four batches in flight at once (as 120 invoices would go)."""
+    monkeypatch.setattr(sync.writer, "chunks", lambda values: qbo_backend.chunks(values, 1))
+    settings.QBO_WRITES_IN_FLIGHT = 4
+
+
+def _edited(make_invoice, run_sync, prefix: str) -> list[Invoice]:
+    invoices = [make_invoice(number=f"{prefix}-{n}") for n in range(3)]
+    assert run_sync("push").status == "done"
+    for invoice in invoices:
+        invoice.refresh_from_db()
+        invoice.customer_memo = "Edited in the portal"
+        invoice.save()
+    return invoices
+
+
+def test_a_wave_sent_with_an_access_token_quickbooks_refuses_is_sent_again_after_a_refresh(
+    run_sync, make_invoice, ready, qbo_ui, wave_of_single_batches
+):
+    """QuickBooks refuses the access token (401) while the refresh token is good: the run
+    refreshes it and goes on, as it does for a single batch, instead of asking staff to
+    reconnect."""
+    invoices = _edited(make_invoice, run_sync, "TK")
+    Connection.objects.filter(pk=ready.pk).update(
+        access_token_encrypted=crypto.encrypt("an-access-token-quickbooks-no-longer-takes")
+    )
+
+    run = run_sync("push")
+
+    assert run.status == "done", run.message
+    assert run.updated == 3
+    for invoice in invoices:
+        [obj] = qbo_invoices(qbo_ui, invoice.number)
+        assert obj["CustomerMemo"]["value"] == "Edited in the portal"
+        assert SyncRecord.objects.get(invoice=invoice).sync_token == obj["SyncToken"] == "1"
+
+
+def test_the_batches_of_a_wave_quickbooks_saved_are_recorded_when_another_needs_a_reconnect(
+    run_sync, make_invoice, qbo_ui, wave_of_single_batches, monkeypatch
+):
+    """One batch of a wave is refused for its token (it ran out in flight) and the refresh is
+    refused too: the run stops for a reconnect, and the updates QuickBooks saved from the
+    other batches are on their bindings, not taken back later as QuickBooks' changes."""
+    invoices = _edited(make_invoice, run_sync, "RW")
+    real_write = QuickBooksBackend.write_batch
+    refused = set()
+
+    def token_runs_out(self, entity, writes, *, request_id, positions=None):
+        if not refused and writes[0][0] == "update" and writes[0][1]["Id"] == first_id:
+            refused.add(request_id)
+        if request_id in refused:
+            if self.client._pinned is None:  # sent again: the refresh is refused
+                raise ReconnectRequired(reason="QuickBooks must be reconnected.")
+            raise AuthenticationError("token expired", status=401)
+        return real_write(self, entity, writes, request_id=request_id, positions=positions)
+
+    first_id = SyncRecord.objects.get(invoice=invoices[0]).qbo_id
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", token_runs_out)
+
+    run = run_sync("push")
+
+    monkeypatch.undo()
+    assert run.status == "failed" and "reconnect" in run.message.lower()
+    for invoice in invoices[1:]:
+        [obj] = qbo_invoices(qbo_ui, invoice.number)
+        assert obj["SyncToken"] == "1"  # QuickBooks saved it
+        assert SyncRecord.objects.get(invoice=invoice).sync_token == "1"
+    assert SyncRecord.objects.get(invoice=invoices[0]).sync_token == "0"  # never saved

@@ -114,7 +114,7 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
     real_save_settled = Binder.save_settled
 
     def stop() -> None:
-        marker.write_text(f"{os.getpid()} {point}\n")
+        _mark(marker, point)
         time.sleep(STOP_WAIT_SECONDS)
         print(f"Stopped at {point!r} and nobody killed this worker.", file=sys.stderr)
         os._exit(3)
@@ -136,7 +136,7 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
                 json={"hold_answers_ms": HOLD_ANSWERS_MS},
                 timeout=5,
             ).raise_for_status()
-            marker.write_text(f"{os.getpid()} {point}\n")
+            _mark(marker, point)
         answer = real_write_batch(self, entity, writes, request_id=request_id, **kwargs)
         if point == "answered":
             stop()
@@ -154,6 +154,14 @@ def _stop_at(point: str, *, batch: int, after: int, marker: Path) -> None:
     QuickBooksBackend.write_batch = write_batch
     if point == "recording":
         Binder.save_settled = save_settled
+
+
+def _mark(marker: Path, point: str) -> None:
+    """Write the marker whole or not at all (the test waits for it to exist, then kills this
+    process and reads it: a marker seen before its text is written would read empty)."""
+    partial = marker.with_name(marker.name + ".partial")
+    partial.write_text(f"{os.getpid()} {point}\n")
+    partial.replace(marker)
 
 
 if __name__ == "__main__":

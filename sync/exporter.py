@@ -179,6 +179,8 @@ class Exporter(BatchWriter):
         fix never says to void an invoice QuickBooks still has."""
         try:
             self.ctx.backend.read(self.invoices.qbo_entity, record.qbo_id)
+        except ReconnectRequired:
+            raise  # the run stops for a reconnect; the invoice is diagnosed on the next one
         except NotFoundError:
             return (
                 f"Invoice {invoice.number} was deleted in QuickBooks, so it was not updated "
@@ -193,6 +195,8 @@ class Exporter(BatchWriter):
             ids.pop("", None)
             try:
                 objs = self.ctx.backend.read_ids(adapter.qbo_entity, sorted(ids))
+            except ReconnectRequired:
+                raise
             except QBOError:
                 continue
             for obj in objs:

@@ -5,9 +5,9 @@ whose answer was lost (qbo-api.md section 5: a repeated requestid returns the fi
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -97,10 +97,13 @@ class BatchWriter(Component):
     def write_batch(self, writes: list[Write], adapter: EntityAdapter) -> Iterator:
         """Send ``writes`` in batches; yields (binding, record, saved object, fault or None).
 
-        Batches go ``QBO_WRITES_IN_FLIGHT`` at a time: each create's binding in them is claimed
-        with its batch's requestid and position before any of them is sent, the requests go
-        out together (from threads that only speak HTTP), and their answers are settled here
-        in order, a batch at a time. A dry run only plans.
+        Up to ``QBO_WRITES_IN_FLIGHT`` batches are in flight at once, from threads that only
+        speak HTTP: as the oldest is answered, its answers are settled here (by the caller,
+        between yields) and recorded while the others are on their way, and the next batch
+        goes out. Each create's binding is claimed with its batch's requestid and position
+        before the batch is sent, a group of batches per transaction. A run told to stop at
+        a checkpoint (``LeaseLost``) sends nothing more, but first records the answers of
+        the batches already sent. A dry run only plans.
         """
         batches = list(chunks(writes))
         if self.ctx.dry_run:
@@ -110,55 +113,86 @@ class BatchWriter(Component):
                     yield _record, local, None
             return
         width = max(1, int(settings.QBO_WRITES_IN_FLIGHT))
-        for start in range(0, len(batches), width):
-            wave = batches[start : start + width]
-            request_ids, claims = [], []
-            self.log.checkpoint()
-            for chunk in wave:
-                request_id = self.ctx.backend.new_request_id()
-                claims += [
-                    (record, batch_ref(request_id, position))
-                    for position, (record, _local, operation, _body) in enumerate(chunk)
-                    if operation == "create"
-                ]
-                request_ids.append(request_id)
-            self.binder.claim_all(claims)
-            answers = self._call_all(wave, adapter, request_ids)
-            sent = list(zip(wave, request_ids, answers, strict=True))
-            # The batches answered first: should sending a refused one again stop the run
-            # (reconnect needed), what QuickBooks saved from the others is recorded.
-            sent.sort(key=lambda each: _refused_token(each[2]))
-            for chunk, request_id, answer in sent:
-                if _refused_token(answer):
-                    # The token ran out in flight: sent again here, where it can be refreshed
-                    # (the same requestid, so nothing is written twice).
-                    answer = self._call(chunk, adapter, request_id=request_id)
-                yield from self._outcomes(chunk, adapter, answer)
-                self.record_settled(adapter)  # once the caller has settled the chunk's answers
-
-    def _call_all(self, wave: list[list[Write]], adapter: EntityAdapter, request_ids: list[str]):
-        """Each batch of ``wave`` sent at once; their answers (results, or the exception a
-        whole request raised), in order."""
-        if len(wave) == 1:
-            return [self._call(wave[0], adapter, request_id=request_ids[0])]
+        unclaimed: deque[list[Write]] = deque(batches)
+        claimed: deque[tuple[list[Write], str]] = deque()
+        in_flight: deque[tuple[list[Write], str, Future]] = deque()
         client = self.ctx.backend.client
+        stop: BaseException | None = None
+        with client.pinned_token(), ThreadPoolExecutor(width) as pool:
+            while in_flight or (stop is None and (claimed or unclaimed)):
+                while stop is None and len(in_flight) < width and (claimed or unclaimed):
+                    if not claimed:
+                        try:
+                            self.log.checkpoint()
+                        except Exception as exc:  # LeaseLost: what is in flight is recorded
+                            stop = exc
+                            break
+                        group = [unclaimed.popleft() for _ in range(min(width, len(unclaimed)))]
+                        claimed.extend(self._claim(group))
+                        client.pin_token()  # read again, refreshed should it be near expiry
+                    chunk, request_id = claimed.popleft()
+                    in_flight.append(
+                        (
+                            chunk,
+                            request_id,
+                            pool.submit(self._send_from_thread, chunk, adapter, request_id),
+                        )
+                    )
+                if not in_flight:  # told to stop before anything was sent
+                    break
+                chunk, request_id, future = in_flight.popleft()
+                answer = future.result()
+                if not _refused_token(answer):
+                    yield from self._outcomes(chunk, adapter, answer)
+                    self.record_settled(adapter)  # once the caller has settled the chunk
+                    continue
+                # The token ran out in flight. The batches sent with it are answered first,
+                # and what QuickBooks saved from them recorded, should sending a refused one
+                # again stop the run (reconnect needed); the refused ones are then sent
+                # again here, where the token can be refreshed (the same requestid, so
+                # nothing is written twice).
+                refused = [(chunk, request_id)]
+                while in_flight:
+                    chunk, request_id, future = in_flight.popleft()
+                    answer = future.result()
+                    if _refused_token(answer):
+                        refused.append((chunk, request_id))
+                        continue
+                    yield from self._outcomes(chunk, adapter, answer)
+                    self.record_settled(adapter)
+                with client.unpinned_token():
+                    for chunk, request_id in refused:
+                        answer = self._call(chunk, adapter, request_id=request_id)
+                        yield from self._outcomes(chunk, adapter, answer)
+                        self.record_settled(adapter)
+        if stop is not None:
+            raise stop
 
-        def send(chunk, request_id):
-            try:
-                return self._call(chunk, adapter, request_id=request_id)
-            except ReconnectRequired as exc:
-                if _refused_token(exc):  # the pinned token: the caller refreshes it and resends
-                    return exc
-                raise
-            finally:
-                db_connections.close_all()  # this thread's, should the limiter's cache be SQL
-
-        with client.pinned_token(), ThreadPoolExecutor(len(wave)) as pool:
-            futures = [
-                pool.submit(send, chunk, request_id)
-                for chunk, request_id in zip(wave, request_ids, strict=True)
+    def _claim(self, group: list[list[Write]]) -> list[tuple[list[Write], str]]:
+        """Give each batch of ``group`` its requestid and claim their creates with it, in one
+        transaction (``Binder.claim_all``): (batch, requestid) each, in order."""
+        request_ids = [self.ctx.backend.new_request_id() for _ in group]
+        self.binder.claim_all(
+            [
+                (record, batch_ref(request_id, position))
+                for chunk, request_id in zip(group, request_ids, strict=True)
+                for position, (record, _local, operation, _body) in enumerate(chunk)
+                if operation == "create"
             ]
-            return [future.result() for future in futures]
+        )
+        return list(zip(group, request_ids, strict=True))
+
+    def _send_from_thread(self, chunk: list[Write], adapter: EntityAdapter, request_id: str):
+        """``_call`` from a sending thread: a refused access token (the pinned one) is
+        returned for the caller to refresh and send again, not raised."""
+        try:
+            return self._call(chunk, adapter, request_id=request_id)
+        except ReconnectRequired as exc:
+            if _refused_token(exc):
+                return exc
+            raise
+        finally:
+            db_connections.close_all()  # this thread's, should the limiter's cache be SQL
 
     def _call(
         self,

@@ -291,11 +291,25 @@ class QBOClient:
         never refresh it themselves (a 401 is raised as it comes): for requests sent from
         worker threads, which must not touch the database. The token provider refreshes a
         token close to expiry before handing it out."""
-        self._pinned = self._access_token_provider()
+        self.pin_token()
         try:
             yield
         finally:
             self._pinned = None
+
+    def pin_token(self) -> None:
+        """Read the access token again for the requests of a ``pinned_token`` block (the
+        provider refreshes one close to expiry); call it where no request is being sent."""
+        self._pinned = self._access_token_provider()
+
+    @contextlib.contextmanager
+    def unpinned_token(self):
+        """Inside a ``pinned_token`` block, with no request in flight from another thread:
+        requests from this thread read the token themselves and refresh it on a 401. The
+        block's pinned token is read again after (``pin_token``)."""
+        self._pinned = None
+        yield
+        self.pin_token()
 
     def _path(self, template: str, **values: str) -> str:
         return ApiPath.build(template, realm_id=self.realm_id, **values)

@@ -3,7 +3,7 @@ compares them, a refused look-up failing only the invoices that need it, inactiv
 under their own names, and reasons that tell the cases apart."""
 
 from integrations.quickbooks.client import QBOClient
-from integrations.quickbooks.errors import error_from_fault
+from integrations.quickbooks.errors import ReconnectRequired, error_from_fault
 from portal.models import Customer, Item
 from sync.models import SyncRecord
 from tests.sync.conftest import qbo_invoices
@@ -97,15 +97,22 @@ def _make_inactive(qbo_ui, entity, qbo_id):
     qbo_ui.update(entity, {"Id": qbo_id, "SyncToken": obj["SyncToken"], "Active": False})
 
 
-def test_an_inactive_customer_is_named_with_its_fix_not_read_as_a_deleted_invoice(
-    run_sync, make_invoice, qbo_ui
-):
-    invoice = make_invoice(number="ID-40", customer="Pier 9 Bakery")
+def _edited_after_its_customer_went_inactive(run_sync, make_invoice, qbo_ui, number):
+    """An invoice of Pier 9 Bakery, synced; the customer made inactive in QuickBooks, then
+    the invoice edited in the portal."""
+    invoice = make_invoice(number=number, customer="Pier 9 Bakery")
     assert run_sync("push").status == "done"
     customer = SyncRecord.objects.get(customer=invoice.customer)
     _make_inactive(qbo_ui, "Customer", customer.qbo_id)
     invoice.customer_memo = "Edited after the customer went inactive"
     invoice.save()
+    return invoice
+
+
+def test_an_inactive_customer_is_named_with_its_fix_not_read_as_a_deleted_invoice(
+    run_sync, make_invoice, qbo_ui
+):
+    invoice = _edited_after_its_customer_went_inactive(run_sync, make_invoice, qbo_ui, "ID-40")
 
     assert run_sync("push").status == "done"
 
@@ -272,3 +279,23 @@ def test_a_customer_named_as_a_vendor_gets_the_reason_that_names_the_vendor_list
     record = SyncRecord.objects.get(invoice=invoice)
     assert record.status == "failed"
     assert expected in record.details
+
+
+def test_a_reconnect_needed_while_telling_the_cases_apart_stops_the_run_not_the_invoice(
+    run_sync, make_invoice, qbo_ui, monkeypatch
+):
+    """QuickBooks refuses the update (610), and the read that tells a deleted invoice from an
+    inactive customer is refused for the connection: the run stops for a reconnect, instead
+    of failing the invoice with a reason nobody checked."""
+    invoice = _edited_after_its_customer_went_inactive(run_sync, make_invoice, qbo_ui, "ID-42")
+
+    def refused(self, entity, id):
+        raise ReconnectRequired(reason="QuickBooks must be reconnected.")
+
+    monkeypatch.setattr(QBOClient, "read", refused)
+    run = run_sync("push")
+
+    assert run.status == "failed" and "reconnect" in run.message.lower(), run.message
+    record = SyncRecord.objects.get(invoice=invoice)
+    assert "deleted in QuickBooks" not in record.details
+    assert record.status != "failed", record.details

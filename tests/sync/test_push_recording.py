@@ -152,3 +152,52 @@ def test_the_batches_of_a_wave_quickbooks_saved_are_recorded_when_another_needs_
         assert obj["SyncToken"] == "1"  # QuickBooks saved it
         assert SyncRecord.objects.get(invoice=invoice).sync_token == "1"
     assert SyncRecord.objects.get(invoice=invoices[0]).sync_token == "0"  # never saved
+
+
+def test_a_lease_lost_with_batches_in_flight_records_their_answers_and_sends_no_more(
+    run_sync, make_invoice, qbo_ui, qbo, settings, monkeypatch
+):
+    """Batches go out several at once (``QBO_WRITES_IN_FLIGHT``). A run told to stop while
+    some are in flight sends nothing more, but records what QuickBooks answered to those: no
+    invoice QuickBooks holds is left pending, and the next run writes only the rest."""
+    settings.QBO_WRITES_IN_FLIGHT = 2
+    invoices = [make_invoice(number=f"PIPE-{n:03}") for n in range(70)]  # batches 30, 30, 10
+    claims = []
+    real_claim = sync.writer.BatchWriter._claim
+
+    def claim_then_lose_lease(self, group):
+        claimed = real_claim(self, group)
+        if isinstance(group[0][0][1], Invoice):
+            claims.append(len(group))
+            # Another run takes the lease once the first two invoice batches are claimed:
+            # the next checkpoint (before claiming the third) stops this run.
+            SyncLock.objects.update(holder="another-run")
+        return claimed
+
+    settings.SYNC_LOCK_LEASE_SECONDS = 0
+    monkeypatch.setattr(sync.writer.BatchWriter, "_claim", claim_then_lose_lease)
+
+    stopped = run_sync("push")
+
+    monkeypatch.undo()
+    assert stopped.status == "failed" and "another sync took over" in stopped.message
+    assert claims == [2]  # the third batch was never claimed, so never sent
+    in_quickbooks = {
+        obj["DocNumber"] for obj in qbo_invoices(qbo_ui) if obj["DocNumber"].startswith("PIPE-")
+    }
+    assert len(in_quickbooks) == 60
+    records = SyncRecord.objects.filter(invoice__in=invoices)
+    synced = records.filter(status="synced", uncertain=False).exclude(qbo_id="")
+    # Both batches in flight when the lease went were answered and recorded, the second
+    # while the run was already stopping.
+    assert set(synced.values_list("invoice__number", flat=True)) == in_quickbooks
+    assert not records.filter(uncertain=True).exists()
+
+    SyncLock.objects.update(holder="", expires_at=None)
+    qbo.app.clear_log()
+    run = run_sync("push")
+
+    assert run.status == "done", run.message
+    assert run.created == 10
+    assert len([o for o in qbo_invoices(qbo_ui) if o["DocNumber"].startswith("PIPE-")]) == 70
+    assert len(_writes(qbo)) == 1  # one batch: the 10 never sent, nothing twice

@@ -65,7 +65,14 @@ class InvoiceQuerySet(BulkUpdateQuerySet):
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         objs, fields = list(objs), list(fields)
-        if not stamping() or "version" in fields:
+        if not stamping():
+            return super().bulk_update(objs, fields, batch_size=batch_size)
+        if "version" in fields:
+            # Versions set by the caller: taken as they are, but flagged, or a sync (which
+            # starts from the flagged invoices) would never look at these changes.
+            for obj in objs:
+                obj.needs_sync = True
+            fields = [*fields, "needs_sync"] if "needs_sync" not in fields else fields
             return super().bulk_update(objs, fields, batch_size=batch_size)
         # The change and its stamp in one transaction: a change saved without moving its
         # invoice's version on would never be sent.

@@ -261,7 +261,12 @@ LOG_LEVEL = config.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "err
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {
+            "()": "portal.logfilters.EventFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     # Refusals the portal means (403, 400) in one line; unexpected errors with a traceback.
     "filters": {"expected_refusals": {"()": "portal.logfilters.ExpectedRefusals"}},
     "handlers": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -130,3 +131,19 @@ def test_a_crashed_holder_loses_its_slot_when_the_lease_runs_out():
         pass
 
     assert 0.5 < time.monotonic() - started < 3
+
+
+def test_a_wait_is_logged_with_its_company_reason_and_length(caplog):
+    clock = FakeClock(start=60 * 1000)
+    limiter = RealmLimiter("4620816365", per_minute=1, clock=clock, sleep=clock.sleep)
+    with limiter:
+        pass
+    with caplog.at_level("INFO", logger="integrations.quickbooks.limiter"), limiter:
+        pass
+
+    # As an operator reads it, through the portal's own log format.
+    console = logging.getLogger().handlers[0]
+    line = console.format(caplog.records[-1])
+    assert line.endswith(
+        'qbo.limiter.wait realm=4620816365 reason="requests per minute" wait=60'
+    ), line

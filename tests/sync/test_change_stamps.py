@@ -31,6 +31,7 @@ def _memos(qbo_ui):
     [
         "queryset update",
         "bulk_update",
+        "bulk_update with its versions",
         "line queryset update",
         "line bulk_create",
         "line delete",
@@ -45,6 +46,11 @@ def test_changes_made_in_bulk_are_found_and_sent(change, synced, run_sync, qbo_u
         for invoice in (first, second):
             invoice.customer_memo = "Fixed in bulk"
         Invoice.objects.bulk_update([first, second], ["customer_memo"])
+    elif change == "bulk_update with its versions":  # as a data fix that moves them itself
+        for invoice in (first, second):
+            invoice.refresh_from_db()
+            invoice.customer_memo, invoice.version = "Fixed in bulk", invoice.version + 1
+        Invoice.objects.bulk_update([first, second], ["customer_memo", "version"])
     elif change == "line queryset update":
         InvoiceLine.objects.filter(invoice_id__in=ids).update(description="Bulk words")
     elif change == "line bulk_create":

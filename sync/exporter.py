@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import closing
 
 from integrations.quickbooks.backend import (
     name_key,
@@ -129,8 +130,12 @@ class Exporter(BatchWriter):
         self.log.progress(total=handled + len(to_write) + len(voids))
         writes = self._bodies(to_write, sparse=not force)
         writes += [(r, inv, "void", version_ref(r.qbo_id, r.sync_token)) for r, inv in voids]
-        with self.recording(self.invoices):
-            for record, invoice, result in self.write_batch(writes, self.invoices):
+        # Closed at once should settling raise: the answers in flight are recorded first.
+        with (
+            self.recording(self.invoices),
+            closing(self.write_batch(writes, self.invoices)) as sent,
+        ):
+            for record, invoice, result in sent:
                 if self._settle_invoice(record, invoice, result):
                     stale.append((record, invoice))
                 self.log.progress(done=1)
@@ -423,20 +428,21 @@ class Exporter(BatchWriter):
             to_create.append((record, local, "create", adapter.body(local)))
         # Announced: the records that failed above and those about to be created.
         self.log.progress(total=self.log.outcome.settled - before + len(to_create))
-        for record, local, result in self.write_batch(to_create, adapter):
-            name = adapter.label(local)
-            if isinstance(result, Exception):
-                reason = self._name_taken(kind, name, result) or describe(
-                    result, kind=kind, name=name
-                )
-                problems[local.pk] = (
-                    f"The {kind} {name} could not be created in QuickBooks: {reason}"
-                )
-                self.binder.fail(record, reason, error=result)
-            elif result is not None:
-                self.log.outcome.created += 1
-                self.log.event(record, "created", f"Created {kind} {name} in QuickBooks.")
-                self._settle_write(adapter, record, result)
+        with closing(self.write_batch(to_create, adapter)) as sent:
+            for record, local, result in sent:
+                name = adapter.label(local)
+                if isinstance(result, Exception):
+                    reason = self._name_taken(kind, name, result) or describe(
+                        result, kind=kind, name=name
+                    )
+                    problems[local.pk] = (
+                        f"The {kind} {name} could not be created in QuickBooks: {reason}"
+                    )
+                    self.binder.fail(record, reason, error=result)
+                elif result is not None:
+                    self.log.outcome.created += 1
+                    self.log.event(record, "created", f"Created {kind} {name} in QuickBooks.")
+                    self._settle_write(adapter, record, result)
         return problems
 
     def _name_taken(self, kind: str, name: str, error: Exception) -> str:

@@ -5,6 +5,7 @@ whose answer was lost (qbo-api.md section 5: a repeated requestid returns the fi
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,8 @@ from sync.entities.base import EntityAdapter
 from sync.entities.invoice import lines_prefetch
 from sync.models import SyncRecord
 from sync.runtime import Component
+
+logger = logging.getLogger(__name__)
 
 # (binding, portal record, operation, body)
 Write = tuple[SyncRecord, object, str, dict]
@@ -103,7 +106,11 @@ class BatchWriter(Component):
         goes out. Each create's binding is claimed with its batch's requestid and position
         before the batch is sent, a group of batches per transaction. A run told to stop at
         a checkpoint (``LeaseLost``) sends nothing more, but first records the answers of
-        the batches already sent. A dry run only plans.
+        the batches already sent. Should the run stop otherwise (the caller raises between
+        yields, a sending thread fails), the answers not handed over yet are settled and
+        recorded before the error goes on (``_settle_abandoned``). Callers close the
+        generator when they stop early (``contextlib.closing``), so that happens at once.
+        A dry run only plans.
         """
         batches = list(chunks(writes))
         if self.ctx.dry_run:
@@ -116,57 +123,99 @@ class BatchWriter(Component):
         unclaimed: deque[list[Write]] = deque(batches)
         claimed: deque[tuple[list[Write], str]] = deque()
         in_flight: deque[tuple[list[Write], str, Future]] = deque()
+        answered: deque[tuple[SyncRecord, object, object]] = deque()  # not handed over yet
         client = self.ctx.backend.client
         stop: BaseException | None = None
+        # The pinned token is for the sending threads; requests made here (between yields,
+        # by the caller too) read the token themselves and refresh it when refused.
         with client.pinned_token(), ThreadPoolExecutor(width) as pool:
-            while in_flight or (stop is None and (claimed or unclaimed)):
-                while stop is None and len(in_flight) < width and (claimed or unclaimed):
-                    if not claimed:
-                        try:
-                            self.log.checkpoint()
-                        except Exception as exc:  # LeaseLost: what is in flight is recorded
-                            stop = exc
-                            break
-                        group = [unclaimed.popleft() for _ in range(min(width, len(unclaimed)))]
-                        claimed.extend(self._claim(group))
-                        client.pin_token()  # read again, refreshed should it be near expiry
-                    chunk, request_id = claimed.popleft()
-                    in_flight.append(
-                        (
-                            chunk,
-                            request_id,
-                            pool.submit(self._send_from_thread, chunk, adapter, request_id),
-                        )
-                    )
-                if not in_flight:  # told to stop before anything was sent
-                    break
-                chunk, request_id, future = in_flight.popleft()
-                answer = future.result()
-                if not _refused_token(answer):
-                    yield from self._outcomes(chunk, adapter, answer)
-                    self.record_settled(adapter)  # once the caller has settled the chunk
-                    continue
-                # The token ran out in flight. The batches sent with it are answered first,
-                # and what QuickBooks saved from them recorded, should sending a refused one
-                # again stop the run (reconnect needed); the refused ones are then sent
-                # again here, where the token can be refreshed (the same requestid, so
-                # nothing is written twice).
-                refused = [(chunk, request_id)]
-                while in_flight:
+            try:
+                while in_flight or (stop is None and (claimed or unclaimed)):
+                    while stop is None and len(in_flight) < width and (claimed or unclaimed):
+                        if not claimed:
+                            stop = self._checkpoint()
+                            if stop is not None:  # what is in flight is still recorded
+                                break
+                            group = [unclaimed.popleft() for _ in range(min(width, len(unclaimed)))]
+                            claimed.extend(self._claim(group))
+                            client.pin_token()  # read again: refreshed, should it be near expiry
+                        chunk, request_id = claimed.popleft()
+                        future = pool.submit(self._send_from_thread, chunk, adapter, request_id)
+                        in_flight.append((chunk, request_id, future))
+                    if not in_flight:  # told to stop before anything was sent
+                        break
                     chunk, request_id, future = in_flight.popleft()
                     answer = future.result()
-                    if _refused_token(answer):
-                        refused.append((chunk, request_id))
+                    if not _refused_token(answer):
+                        yield from self._hand_over(chunk, adapter, answer, answered)
                         continue
-                    yield from self._outcomes(chunk, adapter, answer)
-                    self.record_settled(adapter)
-                with client.unpinned_token():
+                    # The token ran out in flight. The batches sent with it are answered
+                    # first, and what QuickBooks saved from them recorded, should sending a
+                    # refused one again stop the run (reconnect needed); the refused ones are
+                    # then sent again from here, where the token is refreshed (the same
+                    # requestid, so nothing is written twice) unless the run was told to stop.
+                    refused = [(chunk, request_id)]
+                    while in_flight:
+                        chunk, request_id, future = in_flight.popleft()
+                        answer = future.result()
+                        if _refused_token(answer):
+                            refused.append((chunk, request_id))
+                            continue
+                        yield from self._hand_over(chunk, adapter, answer, answered)
                     for chunk, request_id in refused:
+                        stop = stop or self._checkpoint()
+                        if stop is not None:  # claimed creates are replayed by the next run
+                            break
                         answer = self._call(chunk, adapter, request_id=request_id)
-                        yield from self._outcomes(chunk, adapter, answer)
-                        self.record_settled(adapter)
+                        yield from self._hand_over(chunk, adapter, answer, answered)
+                    client.pin_token()  # the refreshed token, for the threads
+            except BaseException:  # the caller stopped between yields, or a thread failed
+                self._settle_abandoned(adapter, answered, in_flight)
+                raise
         if stop is not None:
             raise stop
+
+    def _checkpoint(self) -> BaseException | None:
+        """``LeaseLost`` (or whatever the run's checkpoint raises) as a value, None to go on."""
+        try:
+            self.log.checkpoint()
+        except Exception as exc:
+            return exc
+        return None
+
+    def _hand_over(self, chunk: list[Write], adapter: EntityAdapter, answer, answered: deque):
+        """Yield ``chunk``'s outcomes one by one for the caller to settle, then record them.
+        ``answered`` holds those not yet handed over, should the run stop meanwhile."""
+        answered.extend(self._outcomes(chunk, adapter, answer))
+        while answered:
+            yield answered.popleft()
+        self.record_settled(adapter)  # once the caller has settled the chunk
+
+    def _settle_abandoned(self, adapter: EntityAdapter, answered: deque, in_flight: deque) -> None:
+        """The run stops with answers the caller will not settle: those of the batch being
+        handed over and of the batches still in flight (waited for here). What QuickBooks
+        saved is settled on its binding and recorded, without the caller's events, so an
+        update's new SyncToken is never dropped (the next pull would take the portal's own
+        write back as QuickBooks' change). A create with no answer here stays claimed for
+        the replay; a write refused stays as it was, sent again by the next run. Best effort:
+        the run's own error goes on whatever happens here."""
+        outcomes = list(answered)
+        answered.clear()
+        while in_flight:
+            chunk, _request_id, future = in_flight.popleft()
+            try:
+                answer = future.result()
+            except BaseException:  # that thread's failure; its creates stay claimed
+                continue
+            if not _refused_token(answer):
+                outcomes += self._outcomes(chunk, adapter, answer)
+        try:
+            for record, _local, result in outcomes:
+                if isinstance(result, dict):
+                    self._settle_write(adapter, record, result)
+            self.record_settled(adapter)
+        except Exception:
+            logger.exception("sync.writer.abandoned_answers_not_recorded")
 
     def _claim(self, group: list[list[Write]]) -> list[tuple[list[Write], str]]:
         """Give each batch of ``group`` its requestid and claim their creates with it, in one

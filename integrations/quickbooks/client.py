@@ -144,8 +144,10 @@ class QBOClient:
         self.rng = rng
         self.requests_sent = 0
         self._count_lock = threading.Lock()
-        # A token the caller read for requests sent from other threads (``pinned_token``).
+        # A token the caller read for requests sent from other threads (``pinned_token``),
+        # and the caller's thread, whose own requests go on reading and refreshing it.
         self._pinned: str | None = None
+        self._pinned_by: int | None = None
 
     def __repr__(self) -> str:
         return f"QBOClient(realm_id={self.realm_id!r}, environment={self.environment!r})"
@@ -192,7 +194,7 @@ class QBOClient:
         unanswered = False  # a write went out and its answer never came
         reserved = batch_reserved
         while True:
-            token = refreshed_token or self._pinned or self._access_token_provider()
+            token = refreshed_token or self._pinned_token() or self._access_token_provider()
             try:
                 with self._limited(batch=batch, reserved=reserved):
                     reserved = False  # a retry is another batch request, with its own ticket
@@ -282,34 +284,35 @@ class QBOClient:
         return (
             self._refresh_access_token is not None
             and refreshed_token is None
-            and self._pinned is None
+            and not self.uses_pinned_token()
         )
+
+    def _pinned_token(self) -> str | None:
+        return self._pinned if self.uses_pinned_token() else None
+
+    def uses_pinned_token(self) -> bool:
+        """Whether a request sent now, from this thread, uses a ``pinned_token`` block's
+        token (it is one of the sending threads, not the block's own)."""
+        return self._pinned is not None and threading.get_ident() != self._pinned_by
 
     @contextlib.contextmanager
     def pinned_token(self):
-        """Requests in this block, from any thread, use one access token read now, and
+        """Requests in this block from other threads use one access token read now, and
         never refresh it themselves (a 401 is raised as it comes): for requests sent from
-        worker threads, which must not touch the database. The token provider refreshes a
-        token close to expiry before handing it out."""
+        worker threads, which must not touch the database. Requests from this thread read
+        the token and refresh it on a 401 as ever. The token provider refreshes a token
+        close to expiry before handing it out."""
+        self._pinned_by = threading.get_ident()
         self.pin_token()
         try:
             yield
         finally:
-            self._pinned = None
+            self._pinned, self._pinned_by = None, None
 
     def pin_token(self) -> None:
-        """Read the access token again for the requests of a ``pinned_token`` block (the
-        provider refreshes one close to expiry); call it where no request is being sent."""
+        """Read the access token again for the other threads' requests of a
+        ``pinned_token`` block (the provider refreshes one close to expiry)."""
         self._pinned = self._access_token_provider()
-
-    @contextlib.contextmanager
-    def unpinned_token(self):
-        """Inside a ``pinned_token`` block, with no request in flight from another thread:
-        requests from this thread read the token themselves and refresh it on a 401. The
-        block's pinned token is read again after (``pin_token``)."""
-        self._pinned = None
-        yield
-        self.pin_token()
 
     def _path(self, template: str, **values: str) -> str:
         return ApiPath.build(template, realm_id=self.realm_id, **values)

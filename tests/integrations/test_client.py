@@ -7,6 +7,7 @@ import json
 import logging
 import pickle
 import re
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -479,6 +480,33 @@ def test_401_without_refresh_callback_raises_at_once(make_client):
     with pytest.raises(AuthenticationError):
         make_client().read("Invoice", "1")
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_pinned_token_is_for_the_other_threads_the_pinning_one_refreshes(make_client):
+    """Inside ``pinned_token`` the sending threads use the pinned token and never refresh it
+    (a refresh writes to the database); the thread that pinned it reads and refreshes its
+    own, as outside the block."""
+    responses.get(f"{API}/invoice/1", status=401, json=gateway_401())
+    responses.get(f"{API}/invoice/1", json={"Invoice": {"Id": "1"}})
+    responses.get(f"{API}/invoice/1", status=401, json=gateway_401())
+    refreshes = []
+
+    def refresh():
+        refreshes.append(1)
+        return NEW_TOKEN
+
+    client = make_client(refresh_access_token=refresh)
+    with client.pinned_token():
+        assert client.read("Invoice", "1") == {"Id": "1"}  # refreshed here
+        with ThreadPoolExecutor(1) as pool:
+            failed = pool.submit(client.read, "Invoice", "1").exception()
+            pinned_there = pool.submit(client.uses_pinned_token).result()
+        assert not client.uses_pinned_token() and pinned_there
+
+    assert isinstance(failed, AuthenticationError)
+    assert len(refreshes) == 1
+    assert len(responses.calls) == 3
 
 
 # --- verbs -------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 stops a run, every answer QuickBooks gave before it stopped is recorded, so a write the portal
 made never comes back as a change from QuickBooks, and nothing is written twice."""
 
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -14,6 +16,7 @@ from integrations.quickbooks.backend import QuickBooksBackend
 from integrations.quickbooks.errors import AuthenticationError, ReconnectRequired
 from portal.models import Invoice
 from portal.services import invoice_save_lines
+from sync.exporter import Exporter
 from sync.models import SyncLock, SyncRecord
 from tests.sync.conftest import qbo_invoices
 from tests.sync.shapes import _writes
@@ -90,8 +93,8 @@ def wave_of_single_batches(monkeypatch, settings):
     settings.QBO_WRITES_IN_FLIGHT = 4
 
 
-def _edited(make_invoice, run_sync, prefix: str) -> list[Invoice]:
-    invoices = [make_invoice(number=f"{prefix}-{n}") for n in range(3)]
+def _edited(make_invoice, run_sync, prefix: str, count: int = 3) -> list[Invoice]:
+    invoices = [make_invoice(number=f"{prefix}-{n}") for n in range(count)]
     assert run_sync("push").status == "done"
     for invoice in invoices:
         invoice.refresh_from_db()
@@ -135,7 +138,7 @@ def test_the_batches_of_a_wave_quickbooks_saved_are_recorded_when_another_needs_
         if not refused and writes[0][0] == "update" and writes[0][1]["Id"] == first_id:
             refused.add(request_id)
         if request_id in refused:
-            if self.client._pinned is None:  # sent again: the refresh is refused
+            if not self.client.uses_pinned_token():  # sent again: the refresh is refused
                 raise ReconnectRequired(reason="QuickBooks must be reconnected.")
             raise AuthenticationError("token expired", status=401)
         return real_write(self, entity, writes, request_id=request_id, positions=positions)
@@ -201,3 +204,182 @@ def test_a_lease_lost_with_batches_in_flight_records_their_answers_and_sends_no_
     assert run.created == 10
     assert len([o for o in qbo_invoices(qbo_ui) if o["DocNumber"].startswith("PIPE-")]) == 70
     assert len(_writes(qbo)) == 1  # one batch: the 10 never sent, nothing twice
+
+
+def _qbo_id(invoice: Invoice) -> str:
+    return SyncRecord.objects.get(invoice=invoice).qbo_id
+
+
+def _saved_and_recorded(qbo_ui, invoices: list[Invoice]) -> None:
+    """QuickBooks saved each edit (SyncToken 1) and its binding holds that SyncToken."""
+    for invoice in invoices:
+        [obj] = qbo_invoices(qbo_ui, invoice.number)
+        record = SyncRecord.objects.get(invoice=invoice)
+        assert (invoice.number, obj["SyncToken"], record.sync_token) == (invoice.number, "1", "1")
+
+
+def test_a_sending_thread_that_fails_leaves_the_answers_in_flight_with_it_recorded(
+    run_sync, make_invoice, qbo_ui, qbo, wave_of_single_batches, monkeypatch
+):
+    """One batch's thread fails with an error that is not QuickBooks' (a bug, the limiter's
+    cache down) while three updates are in flight: QuickBooks saved those, so their answers
+    are recorded before the run fails, and the next sync writes only the unsent one."""
+    invoices = _edited(make_invoice, run_sync, "TX", count=4)
+    failing_id = _qbo_id(invoices[0])
+    real_write = QuickBooksBackend.write_batch
+
+    def fail_the_first(self, entity, writes, *, request_id, positions=None):
+        if writes[0][1].get("Id") == failing_id:
+            time.sleep(0.3)  # the others are answered meanwhile
+            raise RuntimeError("unexpected fault in a sending thread")
+        return real_write(self, entity, writes, request_id=request_id, positions=positions)
+
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", fail_the_first)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "failed" and "RuntimeError" in run.message, run.message
+    _saved_and_recorded(qbo_ui, invoices[1:])
+    qbo.app.clear_log()
+    after = run_sync("both")
+    assert after.status == "done", after.message
+    messages = list(after.events.values_list("message", flat=True))
+    assert not [m for m in messages for i in invoices[1:] if i.number in m], messages
+    assert len(_writes(qbo)) == 1  # TX-0, never sent
+
+
+def _deleted_then(qbo, qbo_ui, monkeypatch, invoice: Invoice, at_intuit) -> None:
+    """``invoice`` deleted in QuickBooks, so its update is answered "Object Not Found" and
+    the run reads it to say why; once that answer is in, while the other batches are
+    answered, ``at_intuit(oauth_state)`` changes what Intuit holds for the connection."""
+    deleted_id = _qbo_id(invoice)
+    qbo_ui.delete("Invoice", deleted_id)
+    real_write = QuickBooksBackend.write_batch
+
+    def then(self, entity, writes, *, request_id, positions=None):
+        try:
+            return real_write(self, entity, writes, request_id=request_id, positions=positions)
+        finally:
+            if writes[0][1].get("Id") == deleted_id:
+                time.sleep(0.3)  # the others are answered first
+                with qbo.app.oauth.lock:
+                    at_intuit(qbo.app.oauth.state)
+
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", then)
+
+
+def test_a_reconnect_needed_while_an_answer_is_settled_keeps_the_answers_in_flight(
+    run_sync, make_invoice, qbo_ui, qbo, wave_of_single_batches, monkeypatch
+):
+    """The first update is answered "Object Not Found" (deleted in QuickBooks) and the run
+    reads the invoice to say why, but the company was disconnected at Intuit meanwhile: the
+    run stops for a reconnect while three updates QuickBooks saved wait in flight. Their
+    answers are recorded before it stops."""
+    invoices = _edited(make_invoice, run_sync, "RC", count=4)
+
+    def disconnected(state):
+        for connection in state.connections.values():
+            connection.revoked = True
+
+    _deleted_then(qbo, qbo_ui, monkeypatch, invoices[0], disconnected)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "failed" and "reconnect" in run.message.lower(), run.message
+    _saved_and_recorded(qbo_ui, invoices[1:])
+
+
+def test_a_token_running_out_while_an_answer_is_settled_is_refreshed_not_a_reconnect(
+    run_sync, make_invoice, qbo_ui, qbo, wave_of_single_batches, monkeypatch
+):
+    """The run reads a deleted invoice to say why its update failed just as the access token
+    runs out (the refresh token is good): that read refreshes the token as any other
+    request from the run's own thread does, instead of telling staff to reconnect."""
+    invoices = _edited(make_invoice, run_sync, "DL", count=4)
+
+    def access_token_ran_out(state):
+        for token in state.access.values():
+            token.expires_at = 0
+
+    _deleted_then(qbo, qbo_ui, monkeypatch, invoices[0], access_token_ran_out)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "done", run.message
+    assert Connection.objects.get(pk=run.connection_id).status == "connected"
+    assert "deleted in QuickBooks" in SyncRecord.objects.get(invoice=invoices[0]).details
+    _saved_and_recorded(qbo_ui, invoices[1:])
+
+
+def test_a_run_told_to_stop_does_not_send_a_refused_batch_again(
+    run_sync, make_invoice, qbo_ui, wave_of_single_batches, settings, monkeypatch
+):
+    """One batch of a group is refused for its token; another run takes the lease once the
+    first answer is settled. The refused batch was never saved, and this run sends nothing
+    more: the next run sends it."""
+    invoices = _edited(make_invoice, run_sync, "LR", count=8)
+    first_id, refused_id = _qbo_id(invoices[0]), _qbo_id(invoices[1])
+    real_write = QuickBooksBackend.write_batch
+    sent_after_the_lease_was_lost = []
+    lost = threading.Event()
+
+    def refuse_the_second(self, entity, writes, *, request_id, positions=None):
+        body_id = writes[0][1].get("Id")
+        if lost.is_set():
+            sent_after_the_lease_was_lost.append(body_id)
+        if body_id == refused_id and self.client.uses_pinned_token():
+            raise AuthenticationError("token expired", status=401)
+        return real_write(self, entity, writes, request_id=request_id, positions=positions)
+
+    real_settle = Exporter._settle_invoice
+
+    def settle_then_lose_the_lease(self, record, invoice, result):
+        answer = real_settle(self, record, invoice, result)
+        if record.qbo_id == first_id:  # another run takes the lease
+            SyncLock.objects.update(holder="another-run")
+            lost.set()
+        return answer
+
+    settings.SYNC_LOCK_LEASE_SECONDS = 0
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", refuse_the_second)
+    monkeypatch.setattr(Exporter, "_settle_invoice", settle_then_lose_the_lease)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "failed" and "another sync took over" in run.message, run.message
+    assert refused_id not in sent_after_the_lease_was_lost, sent_after_the_lease_was_lost
+    [obj] = qbo_invoices(qbo_ui, invoices[1].number)
+    assert obj["SyncToken"] == "0"
+    SyncLock.objects.update(holder="", expires_at=None)
+    assert run_sync("push").status == "done"
+    _saved_and_recorded(qbo_ui, invoices)
+
+
+def test_creates_sent_with_a_failing_thread_are_replayed_without_a_duplicate(
+    run_sync, make_invoice, qbo_ui, qbo, wave_of_single_batches, monkeypatch
+):
+    invoices = [make_invoice(number=f"CR-{n}") for n in range(9)]
+    real_write = QuickBooksBackend.write_batch
+    calls = []
+    lock = threading.Lock()
+
+    def fail_the_fifth(self, entity, writes, *, request_id, positions=None):
+        if entity == "Invoice":
+            with lock:
+                calls.append(request_id)
+                fifth = len(calls) == 5
+            if fifth:
+                time.sleep(0.3)
+                raise RuntimeError("unexpected fault in a sending thread")
+        return real_write(self, entity, writes, request_id=request_id, positions=positions)
+
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", fail_the_fifth)
+    assert run_sync("push").status == "failed"
+    monkeypatch.undo()
+
+    assert run_sync("both").status == "done"
+    for invoice in invoices:
+        assert len(qbo_invoices(qbo_ui, invoice.number)) == 1, invoice.number
+    qbo.app.clear_log()
+    assert run_sync("both").status == "done"
+    assert _writes(qbo) == []

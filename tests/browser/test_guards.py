@@ -140,13 +140,31 @@ def test_reconnecting_to_the_other_company_asks_first_and_keep_changes_nothing(
     assert page.inner_text("#qbo-status") == "Connected"
 
 
+def contrast(page, selector: str) -> float:
+    """WCAG 2 contrast ratio of the element's text against its own background (1 to 21)."""
+    fg, bg = page.eval_on_selector(
+        selector, "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+    )
+
+    def luminance(css: str) -> float:
+        channels = [int(part) / 255 for part in css[css.index("(") + 1 : -1].split(",")[:3]]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
 def test_disconnect_asks_first(screen, staff, ready):
     from integrations.models import Connection
 
     page = screen.page
     screen.sign_in_as(staff(SYNC_ADMINISTRATORS))
     screen.visit("/admin/quickbooks/?tab=connection")
+    # Readable (WCAG AA for text: 4.5), not red on the admin's blue.
+    assert contrast(page, "#qbo-disconnect") >= 4.5
     screen.click("#qbo-disconnect")
+    assert contrast(page, "#qbo-disconnect-confirm") >= 4.5
     assert "Disconnect from" in page.inner_text("#content-main")
     assert "the schedule, the push when an invoice is saved" in page.inner_text(
         "#qbo-disconnect-stops"

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # (binding, portal record, operation, body)
 Write = tuple[SyncRecord, object, str, dict]
+# (binding, portal record, QuickBooks' answer or fault, operation)
+Outcome = tuple[SyncRecord, object, object, str]
 
 
 class BatchWriter(Component):
@@ -123,7 +125,8 @@ class BatchWriter(Component):
         unclaimed: deque[list[Write]] = deque(batches)
         claimed: deque[tuple[list[Write], str]] = deque()
         in_flight: deque[tuple[list[Write], str, Future]] = deque()
-        answered: deque[tuple[SyncRecord, object, object]] = deque()  # not handed over yet
+        answered: deque[Outcome] = deque()  # not handed over yet
+        refused: list[tuple[list[Write], str, list[int]]] = []  # to send again from here
         client = self.ctx.backend.client
         stop: BaseException | None = None
         # The pinned token is for the sending threads; requests made here (between yields,
@@ -145,29 +148,31 @@ class BatchWriter(Component):
                     if not in_flight:  # told to stop before anything was sent
                         break
                     chunk, request_id, future = in_flight.popleft()
-                    answer = future.result()
-                    if not _refused_token(answer):
-                        yield from self._hand_over(chunk, adapter, answer, answered)
+                    yield from self._take(
+                        chunk, request_id, future.result(), adapter, answered, refused
+                    )
+                    if not refused:
                         continue
                     # The token ran out in flight. The batches sent with it are answered
                     # first, and what QuickBooks saved from them recorded, should sending a
-                    # refused one again stop the run (reconnect needed); the refused ones are
-                    # then sent again from here, where the token is refreshed (the same
-                    # requestid, so nothing is written twice) unless the run was told to stop.
-                    refused = [(chunk, request_id)]
+                    # refused one again stop the run (reconnect needed); the refused writes
+                    # are then sent again from here, where the token is refreshed (the same
+                    # requestid and positions, so nothing is written twice), unless the run
+                    # was told to stop: then the next run sends them.
                     while in_flight:
                         chunk, request_id, future = in_flight.popleft()
-                        answer = future.result()
-                        if _refused_token(answer):
-                            refused.append((chunk, request_id))
-                            continue
-                        yield from self._hand_over(chunk, adapter, answer, answered)
-                    for chunk, request_id in refused:
-                        stop = stop or self._checkpoint()
-                        if stop is not None:  # claimed creates are replayed by the next run
-                            break
-                        answer = self._call(chunk, adapter, request_id=request_id)
-                        yield from self._hand_over(chunk, adapter, answer, answered)
+                        yield from self._take(
+                            chunk, request_id, future.result(), adapter, answered, refused
+                        )
+                    while refused and stop is None:
+                        stop = self._checkpoint()
+                        if stop is None:
+                            chunk, request_id, positions = refused.pop(0)
+                            answer = self._call(
+                                chunk, adapter, request_id=request_id, positions=positions
+                            )
+                            yield from self._hand_over(chunk, adapter, answer, answered)
+                    refused.clear()  # not sent: a claimed create is replayed by the next run
                     client.pin_token()  # the refreshed token, for the threads
             except BaseException:  # the caller stopped between yields, or a thread failed
                 self._settle_abandoned(adapter, answered, in_flight)
@@ -183,36 +188,61 @@ class BatchWriter(Component):
             return exc
         return None
 
+    def _take(self, chunk: list[Write], request_id: str, answer, adapter, answered, refused):
+        """Hand over what a sending thread's ``answer`` settles; the writes refused for the
+        access token (the whole batch, or, sent one request each, those from the refused
+        one on) go to ``refused`` with their positions, to be sent again."""
+        done, answer, again = _split_refused(chunk, answer)
+        if again:
+            refused.append(([chunk[i] for i in again], request_id, again))
+        if done:
+            yield from self._hand_over(done, adapter, answer, answered)
+
     def _hand_over(self, chunk: list[Write], adapter: EntityAdapter, answer, answered: deque):
         """Yield ``chunk``'s outcomes one by one for the caller to settle, then record them.
-        ``answered`` holds those not yet handed over, should the run stop meanwhile."""
+        ``answered`` holds those not yet handed over, should the run stop meanwhile. A write
+        refused for a reconnect (sent one request each) stops the run once the others are
+        recorded."""
         answered.extend(self._outcomes(chunk, adapter, answer))
         while answered:
-            yield answered.popleft()
+            yield answered.popleft()[:3]
         self.record_settled(adapter)  # once the caller has settled the chunk
+        if (reconnect := _reconnect_in(answer)) is not None:
+            raise reconnect
 
     def _settle_abandoned(self, adapter: EntityAdapter, answered: deque, in_flight: deque) -> None:
         """The run stops with answers the caller will not settle: those of the batch being
         handed over and of the batches still in flight (waited for here). What QuickBooks
-        saved is settled on its binding and recorded, without the caller's events, so an
-        update's new SyncToken is never dropped (the next pull would take the portal's own
-        write back as QuickBooks' change). A create with no answer here stays claimed for
-        the replay; a write refused stays as it was, sent again by the next run. Best effort:
-        the run's own error goes on whatever happens here."""
-        outcomes = list(answered)
-        answered.clear()
-        while in_flight:
-            chunk, _request_id, future = in_flight.popleft()
-            try:
-                answer = future.result()
-            except BaseException:  # that thread's failure; its creates stay claimed
-                continue
-            if not _refused_token(answer):
-                outcomes += self._outcomes(chunk, adapter, answer)
+        saved is settled on its binding, counted and recorded, so an update's new SyncToken
+        is never dropped (the next pull would take the portal's own write back as
+        QuickBooks' change). A create with no answer here stays claimed for the replay; a
+        write refused or not sent stays as it was, for the next run. Best effort: the run's
+        own error goes on whatever happens here."""
         try:
-            for record, _local, result in outcomes:
-                if isinstance(result, dict):
-                    self._settle_write(adapter, record, result)
+            outcomes = list(answered)
+            answered.clear()
+            while in_flight:
+                chunk, _request_id, future = in_flight.popleft()
+                try:
+                    done, answer, _again = _split_refused(chunk, future.result())
+                except Exception:  # that thread's failure; its creates stay claimed
+                    continue
+                if done:
+                    outcomes += self._outcomes(done, adapter, answer)
+            for record, local, result, operation in outcomes:
+                if not isinstance(result, dict):
+                    continue
+                self._settle_write(adapter, record, result)
+                verb = {"create": "created", "void": "voided"}.get(operation, "updated")
+                if operation == "create":
+                    self.log.outcome.created += 1
+                else:
+                    self.log.outcome.updated += 1
+                self.log.event(
+                    record,
+                    verb,
+                    f"{adapter.label(local)} {verb} in QuickBooks (recorded as the run stopped).",
+                )
             self.record_settled(adapter)
         except Exception:
             logger.exception("sync.writer.abandoned_answers_not_recorded")
@@ -271,29 +301,37 @@ class BatchWriter(Component):
         positions: list[int] | None = None,
     ):
         answer = self._call(chunk, adapter, request_id=request_id, positions=positions)
-        yield from self._outcomes(chunk, adapter, answer)
+        for outcome in self._outcomes(chunk, adapter, answer):
+            yield outcome[:3]
+        if (reconnect := _reconnect_in(answer)) is not None:
+            raise reconnect
 
-    def _outcomes(self, chunk: list[Write], adapter: EntityAdapter, answer):
-        """(binding, record, result) per write of ``chunk`` from its batch's ``answer``; a
-        create whose answer was lost stays claimed, marked uncertain."""
+    def _outcomes(self, chunk: list[Write], adapter: EntityAdapter, answer) -> list[Outcome]:
+        """(binding, record, result, operation) per write of ``chunk`` from its batch's
+        ``answer``. A create whose answer was lost stays claimed, marked uncertain; a write
+        refused for a reconnect (sent one request each: it, and those after it, were not
+        saved) is left out, as it was, for the caller to stop the run (``_reconnect_in``)."""
         if isinstance(answer, ConnectionFailedError):
             reason = describe(answer, kind=adapter.kind)
+            outcomes = []
             for record, local, operation, _body in chunk:
                 if operation == "create":
                     self.binder.mark_uncertain(record, reason)
                 else:
-                    yield record, local, answer
-            return
+                    outcomes.append((record, local, answer, operation))
+            return outcomes
         if isinstance(answer, QBOError):
-            for record, local, _operation, _body in chunk:
-                yield record, local, answer
-            return
+            return [(record, local, answer, operation) for record, local, operation, _ in chunk]
+        outcomes = []
         for (record, local, operation, _body), result in zip(chunk, answer, strict=True):
+            if isinstance(result, ReconnectRequired):
+                continue
             if operation == "create" and _unanswered(result):
                 # Sent one request each, this create's own answer was lost: it stays claimed.
                 self.binder.mark_uncertain(record, describe(result, kind=adapter.kind))
                 continue
-            yield record, local, result
+            outcomes.append((record, local, result, operation))
+        return outcomes
 
     def replay_uncertain(self) -> None:
         """Settle creates whose answer never came, by sending their batch again with the same
@@ -322,31 +360,62 @@ class BatchWriter(Component):
                     self.log.plan(f"settle {record.object_type} {record.label}")
                 continue
             self.log.checkpoint()
-            sent = self._send(chunk, adapter, request_id=request_id, positions=positions)
-            for record, local, result in sent:
-                if isinstance(result, QBOError) and result.retryable:
-                    # Not answered now (throttled, unavailable): the first write may still
-                    # have been applied, so the binding keeps its claim for the next replay.
-                    self.binder.mark_uncertain(record, describe(result, kind=adapter.kind))
-                    continue
-                if isinstance(result, Exception):
-                    self.binder.fail(record, describe(result, kind=adapter.kind), error=result)
-                    continue
-                self.log.event(
-                    record,
-                    "settled",
-                    f"{adapter.label(local)}: the earlier write was confirmed by replaying "
-                    "its request; no duplicate was made.",
-                )
-                self.log.outcome.created += 1
-                self.binder.release_copy(record, object_id(result))
-                self._settle_write(adapter, record, result, replayed=True)
-            self.record_settled(adapter)
+            with self.recording(adapter):  # what was settled, even if a reconnect stops it
+                self._settle_replayed(adapter, chunk, request_id, positions)
+
+    def _settle_replayed(
+        self, adapter: EntityAdapter, chunk: list[Write], request_id: str, positions: list[int]
+    ) -> None:
+        for record, local, result in self._send(
+            chunk, adapter, request_id=request_id, positions=positions
+        ):
+            if isinstance(result, QBOError) and result.retryable:
+                # Not answered now (throttled, unavailable): the first write may still
+                # have been applied, so the binding keeps its claim for the next replay.
+                self.binder.mark_uncertain(record, describe(result, kind=adapter.kind))
+                continue
+            if isinstance(result, Exception):
+                self.binder.fail(record, describe(result, kind=adapter.kind), error=result)
+                continue
+            self.log.event(
+                record,
+                "settled",
+                # True whether the first request was saved (QuickBooks answers with that
+                # first result) or never went out (a run stopped after claiming it).
+                f"{adapter.label(local)}: settled by sending its request again with the same "
+                "requestid; QuickBooks holds it once.",
+            )
+            self.log.outcome.created += 1
+            self.binder.release_copy(record, object_id(result))
+            self._settle_write(adapter, record, result, replayed=True)
 
 
 def _refused_token(answer) -> bool:
-    """Whether a batch's whole request was refused for its access token (HTTP 401)."""
+    """Whether a request was refused for its access token (HTTP 401)."""
     return isinstance(answer, QBOError) and getattr(answer, "status", None) == 401
+
+
+def _split_refused(chunk: list[Write], answer) -> tuple[list[Write], object, list[int]]:
+    """A sending thread's ``answer`` to ``chunk`` as (the writes it settles, their answer,
+    the positions refused for the access token). A batch is refused whole; writes sent one
+    request each are refused from the first 401 on (those after it were not sent), and the
+    ones before keep their answers."""
+    if _refused_token(answer):
+        return [], None, list(range(len(chunk)))
+    if not isinstance(answer, list):
+        return chunk, answer, []
+    again = [i for i, result in enumerate(answer) if _refused_token(result)]
+    if not again:
+        return chunk, answer, []
+    keep = [i for i in range(len(chunk)) if i not in set(again)]
+    return [chunk[i] for i in keep], [answer[i] for i in keep], again
+
+
+def _reconnect_in(answer) -> ReconnectRequired | None:
+    """The first write of a one-request-each ``answer`` refused for a reconnect, if any."""
+    if isinstance(answer, list):
+        return next((r for r in answer if isinstance(r, ReconnectRequired)), None)
+    return None
 
 
 def _unanswered(result) -> bool:

@@ -405,8 +405,9 @@ class QuickBooksBackend:
         with ``uncertain`` when its answer was lost). One request each, a write whose answer
         was lost has a ``ConnectionFailedError`` with ``uncertain`` as its result; after a
         failure that is QuickBooks' or the connection's (throttled, unavailable, unanswered),
-        the writes after it are not sent and have a fault saying so; ``ReconnectRequired`` is
-        raised.
+        the writes after it are not sent and have a fault saying so. A write refused for the
+        access token or a reconnect (``ReconnectRequired``) has it as its result, and so do
+        the writes after it (not sent); a batch request refused so raises it.
         """
         if len(writes) > BATCH_MAX_ITEMS:
             raise ValueError(f"a batch holds at most {BATCH_MAX_ITEMS} writes")
@@ -436,9 +437,7 @@ class QuickBooksBackend:
                         entity, operation, body, single_request_id(request_id, position)
                     )
                 )
-            except ReconnectRequired:
-                raise
-            except QBOError as exc:
+            except QBOError as exc:  # ReconnectRequired too: the ones before keep their answers
                 results.append(exc)
                 if _request_level(exc):
                     stopped = exc

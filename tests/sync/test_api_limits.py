@@ -175,7 +175,7 @@ def test_a_lost_answer_of_a_create_sent_alone_is_replayed_without_a_duplicate(
     [replayed] = [r for r in api_log(qbo) if r["requestid"] == lost[0]]
     assert replayed["replayed"] and replayed["path"].endswith("/invoice")
     assert SyncEvent.objects.filter(
-        record=record, action="settled", message__contains="no duplicate was made"
+        record=record, action="settled", message__contains="QuickBooks holds it once"
     ).exists()
     assert {SyncRecord.objects.get(invoice=i).status for i in invoices} == {"synced"}
 

@@ -240,6 +240,10 @@ def test_a_sending_thread_that_fails_leaves_the_answers_in_flight_with_it_record
 
     assert run.status == "failed" and "RuntimeError" in run.message, run.message
     _saved_and_recorded(qbo_ui, invoices[1:])
+    # The run that sent them says so; no later run would.
+    messages = list(run.events.values_list("message", flat=True))
+    told = [i.number for i in invoices[1:] if any(i.number in m for m in messages)]
+    assert (run.updated, told) == (3, [i.number for i in invoices[1:]]), messages
     qbo.app.clear_log()
     after = run_sync("both")
     assert after.status == "done", after.message
@@ -374,12 +378,139 @@ def test_creates_sent_with_a_failing_thread_are_replayed_without_a_duplicate(
         return real_write(self, entity, writes, request_id=request_id, positions=positions)
 
     monkeypatch.setattr(QuickBooksBackend, "write_batch", fail_the_fifth)
-    assert run_sync("push").status == "failed"
+    stopped = run_sync("push")
     monkeypatch.undo()
 
-    assert run_sync("both").status == "done"
+    after = run_sync("push")
+    assert after.status == "done", (
+        after.message,
+        list(after.events.values_list("message", flat=True)),
+    )
+    # The customer and the item, then the 9 invoices: each counted once, by one run or the
+    # other.
+    assert stopped.created + after.created == 11, (stopped.created, after.created)
     for invoice in invoices:
         assert len(qbo_invoices(qbo_ui, invoice.number)) == 1, invoice.number
     qbo.app.clear_log()
     assert run_sync("both").status == "done"
     assert _writes(qbo) == []
+
+
+@pytest.fixture
+def single_writes_in_pairs(monkeypatch, settings):
+    """The batch budget spent: each pair of writes goes one request each (``SINGLE_WRITES``),
+    four pairs in flight at once."""
+    monkeypatch.setattr(sync.writer, "chunks", lambda values: qbo_backend.chunks(values, 2))
+    settings.QBO_WRITES_IN_FLIGHT = 4
+    monkeypatch.setattr(QuickBooksBackend, "_batch_free", lambda self: False)
+
+
+def _refusing(monkeypatch, refused_id: str, *, failing_id: str = "") -> None:
+    """A sending thread's token is refused (401) for ``refused_id``'s write, sent one request
+    on its own; ``failing_id``'s thread fails with an error that is not QuickBooks'."""
+    real_one = QuickBooksBackend._write_one
+
+    def write_one(self, entity, operation, body, request_id):
+        if body.get("Id") == failing_id:
+            time.sleep(0.3)
+            raise RuntimeError("unexpected fault in a sending thread")
+        if body.get("Id") == refused_id and self.client.uses_pinned_token():
+            raise AuthenticationError("token expired", status=401)
+        return real_one(self, entity, operation, body, request_id)
+
+    monkeypatch.setattr(QuickBooksBackend, "_write_one", write_one)
+
+
+def test_a_pair_sent_one_request_each_and_half_refused_keeps_the_saved_ones_answer(
+    run_sync, make_invoice, qbo_ui, qbo, single_writes_in_pairs, settings, monkeypatch
+):
+    """In a pair sent one request each, the first update is saved and the second's token
+    refused; the run is told to stop before it would send the refused one again. QuickBooks
+    saved the first: its answer is recorded, and the next sync writes only what was not."""
+    invoices = _edited(make_invoice, run_sync, "SW", count=8)
+    first_id = _qbo_id(invoices[0])
+    _refusing(monkeypatch, _qbo_id(invoices[3]))
+    real_settle = Exporter._settle_invoice
+
+    def settle_then_lose_the_lease(self, record, invoice, result):
+        answer = real_settle(self, record, invoice, result)
+        if record.qbo_id == first_id:
+            SyncLock.objects.update(holder="another-run")
+        return answer
+
+    settings.SYNC_LOCK_LEASE_SECONDS = 0
+    monkeypatch.setattr(Exporter, "_settle_invoice", settle_then_lose_the_lease)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "failed" and "another sync took over" in run.message, run.message
+    _saved_and_recorded(qbo_ui, invoices[2:3])
+    [obj] = qbo_invoices(qbo_ui, invoices[3].number)
+    assert obj["SyncToken"] == "0"  # refused, never saved
+    SyncLock.objects.update(holder="", expires_at=None)
+    after = run_sync("both")
+    assert after.status == "done", after.message
+    messages = list(after.events.values_list("message", flat=True))
+    assert not [m for m in messages if m.startswith("Invoice SW-") and "from QuickBooks" in m]
+    _saved_and_recorded(qbo_ui, invoices)
+
+
+def test_a_half_refused_pair_in_flight_when_a_thread_fails_keeps_the_saved_ones_answer(
+    run_sync, make_invoice, qbo_ui, single_writes_in_pairs, monkeypatch
+):
+    invoices = _edited(make_invoice, run_sync, "SX", count=8)
+    _refusing(monkeypatch, _qbo_id(invoices[3]), failing_id=_qbo_id(invoices[0]))
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "failed" and "RuntimeError" in run.message, run.message
+    _saved_and_recorded(qbo_ui, invoices[2:3])
+    [obj] = qbo_invoices(qbo_ui, invoices[3].number)
+    assert obj["SyncToken"] == "0"
+
+
+def test_a_pair_refused_then_sent_again_after_a_refresh_is_saved_once(
+    run_sync, make_invoice, qbo_ui, qbo, single_writes_in_pairs, monkeypatch
+):
+    invoices = _edited(make_invoice, run_sync, "SR", count=6)
+    _refusing(monkeypatch, _qbo_id(invoices[1]))
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "done", run.message
+    assert run.updated == 6
+    _saved_and_recorded(qbo_ui, invoices)
+
+
+def test_an_error_while_recording_what_was_in_flight_leaves_the_runs_own_reason(
+    run_sync, make_invoice, wave_of_single_batches, monkeypatch
+):
+    """Recording the answers in flight is best effort: should it fail too (the database
+    gone for a moment), the run still names the error that stopped it."""
+    from django.db import OperationalError
+
+    from integrations.quickbooks.errors import ConnectionFailedError
+    from sync.binder import Binder
+
+    for n in range(3):
+        make_invoice(number=f"MK-{n}")
+    real_write = QuickBooksBackend.write_batch
+
+    def faults(self, entity, writes, *, request_id, positions=None):
+        number = writes[0][1].get("DocNumber") if entity == "Invoice" else None
+        if number == "MK-0":
+            time.sleep(0.3)
+            raise RuntimeError("unexpected fault in a sending thread")
+        if number == "MK-1":
+            raise ConnectionFailedError("connection dropped after sending", uncertain=True)
+        return real_write(self, entity, writes, request_id=request_id, positions=positions)
+
+    def database_gone(self, record, reason):
+        raise OperationalError("the database went away for a moment")
+
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", faults)
+    monkeypatch.setattr(Binder, "mark_uncertain", database_gone)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == "failed" and "RuntimeError" in run.message, run.message

@@ -217,35 +217,55 @@ class BatchWriter(Component):
         is never dropped (the next pull would take the portal's own write back as
         QuickBooks' change). A create with no answer here stays claimed for the replay; a
         write refused or not sent stays as it was, for the next run. Best effort: the run's
-        own error goes on whatever happens here."""
+        own error goes on whatever happens here: each batch's answers are taken on their own,
+        and the writes are counted and told on the run only once they are recorded (else the
+        next run's replay counts them)."""
+        outcomes = list(answered)
+        answered.clear()
+        while in_flight:
+            chunk, _request_id, future = in_flight.popleft()
+            try:
+                done, answer, _again = _split_refused(chunk, future.result())
+            except Exception:  # that thread's failure; its creates stay claimed
+                continue
+            if done:
+                outcomes += self._saved_in(done, adapter, answer)
+        settled = []
         try:
-            outcomes = list(answered)
-            answered.clear()
-            while in_flight:
-                chunk, _request_id, future = in_flight.popleft()
-                try:
-                    done, answer, _again = _split_refused(chunk, future.result())
-                except Exception:  # that thread's failure; its creates stay claimed
-                    continue
-                if done:
-                    outcomes += self._outcomes(done, adapter, answer)
             for record, local, result, operation in outcomes:
-                if not isinstance(result, dict):
-                    continue
-                self._settle_write(adapter, record, result)
-                verb = {"create": "created", "void": "voided"}.get(operation, "updated")
-                if operation == "create":
-                    self.log.outcome.created += 1
-                else:
-                    self.log.outcome.updated += 1
-                self.log.event(
-                    record,
-                    verb,
-                    f"{adapter.label(local)} {verb} in QuickBooks (recorded as the run stopped).",
-                )
+                if isinstance(result, dict):
+                    self._settle_write(adapter, record, result)
+                    settled.append((record, local, operation))
             self.record_settled(adapter)
         except Exception:
             logger.exception("sync.writer.abandoned_answers_not_recorded")
+            return
+        for record, local, operation in settled:
+            verb = {"create": "created", "void": "voided"}.get(operation, "updated")
+            if operation == "create":
+                self.log.outcome.created += 1
+            else:
+                self.log.outcome.updated += 1
+            self.log.event(
+                record,
+                verb,
+                f"{adapter.label(local)} {verb} in QuickBooks (recorded as the run stopped).",
+            )
+
+    def _saved_in(self, chunk: list[Write], adapter: EntityAdapter, answer) -> list[Outcome]:
+        """``_outcomes``, or, should marking a lost create uncertain fail, at least the
+        writes QuickBooks answered with the saved object."""
+        try:
+            return self._outcomes(chunk, adapter, answer)
+        except Exception:
+            logger.exception("sync.writer.abandoned_outcome_not_marked")
+            if not isinstance(answer, list):
+                return []
+            return [
+                (record, local, result, operation)
+                for (record, local, operation, _body), result in zip(chunk, answer, strict=True)
+                if isinstance(result, dict)
+            ]
 
     def _claim(self, group: list[list[Write]]) -> list[tuple[list[Write], str]]:
         """Give each batch of ``group`` its requestid and claim their creates with it, in one

@@ -359,10 +359,17 @@ def test_a_run_told_to_stop_does_not_send_a_refused_batch_again(
     _saved_and_recorded(qbo_ui, invoices)
 
 
+@pytest.mark.parametrize("recording_fails", [False, True], ids=["recorded", "not recorded"])
 def test_creates_sent_with_a_failing_thread_are_replayed_without_a_duplicate(
-    run_sync, make_invoice, qbo_ui, qbo, wave_of_single_batches, monkeypatch
+    run_sync, make_invoice, qbo_ui, qbo, wave_of_single_batches, monkeypatch, recording_fails
 ):
+    """A create's thread fails while others are in flight: their answers are recorded as the
+    run stops, and counted by it; should recording them fail too (the database away for a
+    moment), they stay claimed and the next run's replay settles and counts them instead.
+    Each create is in QuickBooks once and counted once."""
     invoices = [make_invoice(number=f"CR-{n}") for n in range(9)]
+    if recording_fails:
+        _database_gone_while_recording_as_the_run_stops(monkeypatch)
     real_write = QuickBooksBackend.write_batch
     calls = []
     lock = threading.Lock()
@@ -394,6 +401,28 @@ def test_creates_sent_with_a_failing_thread_are_replayed_without_a_duplicate(
     qbo.app.clear_log()
     assert run_sync("both").status == "done"
     assert _writes(qbo) == []
+
+
+def _database_gone_while_recording_as_the_run_stops(monkeypatch) -> None:
+    from django.db import OperationalError
+
+    from sync.binder import Binder
+
+    real_abandoned = sync.writer.BatchWriter._settle_abandoned
+    real_save = Binder.save_settled
+    stopping = []
+
+    def save_settled(self, records, fields):
+        if stopping and stopping.pop():
+            raise OperationalError("the database went away for a moment")
+        return real_save(self, records, fields)
+
+    def settle_abandoned(self, adapter, answered, in_flight):
+        stopping.append(True)
+        return real_abandoned(self, adapter, answered, in_flight)
+
+    monkeypatch.setattr(Binder, "save_settled", save_settled)
+    monkeypatch.setattr(sync.writer.BatchWriter, "_settle_abandoned", settle_abandoned)
 
 
 @pytest.fixture
@@ -483,16 +512,18 @@ def test_a_pair_refused_then_sent_again_after_a_refresh_is_saved_once(
 
 
 def test_an_error_while_recording_what_was_in_flight_leaves_the_runs_own_reason(
-    run_sync, make_invoice, wave_of_single_batches, monkeypatch
+    run_sync, make_invoice, qbo_ui, wave_of_single_batches, monkeypatch
 ):
-    """Recording the answers in flight is best effort: should it fail too (the database
-    gone for a moment), the run still names the error that stopped it."""
+    """Recording the answers in flight is best effort, batch by batch: should marking a lost
+    create fail (the database gone for a moment), the run still names the error that stopped
+    it, and the updates QuickBooks saved in flight with them are recorded."""
     from django.db import OperationalError
 
     from integrations.quickbooks.errors import ConnectionFailedError
     from sync.binder import Binder
 
-    for n in range(3):
+    edited = _edited(make_invoice, run_sync, "UP", count=2)
+    for n in range(2):  # the two creates, then the two updates: four in flight at once
         make_invoice(number=f"MK-{n}")
     real_write = QuickBooksBackend.write_batch
 
@@ -505,12 +536,22 @@ def test_an_error_while_recording_what_was_in_flight_leaves_the_runs_own_reason(
             raise ConnectionFailedError("connection dropped after sending", uncertain=True)
         return real_write(self, entity, writes, request_id=request_id, positions=positions)
 
-    def database_gone(self, record, reason):
-        raise OperationalError("the database went away for a moment")
+    real_mark = Binder.mark_uncertain
+    once = [True]
+
+    def database_gone_once(self, record, reason):
+        if once and once.pop():
+            raise OperationalError("the database went away for a moment")
+        return real_mark(self, record, reason)
 
     monkeypatch.setattr(QuickBooksBackend, "write_batch", faults)
-    monkeypatch.setattr(Binder, "mark_uncertain", database_gone)
+    monkeypatch.setattr(Binder, "mark_uncertain", database_gone_once)
     run = run_sync("push")
     monkeypatch.undo()
 
     assert run.status == "failed" and "RuntimeError" in run.message, run.message
+    # The updates in flight with them, saved by QuickBooks, are recorded all the same.
+    _saved_and_recorded(qbo_ui, edited)
+    after = run_sync("both")
+    later = [m for m in after.events.values_list("message", flat=True) if "UP-" in m]
+    assert later == [], later

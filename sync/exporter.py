@@ -284,7 +284,13 @@ class Exporter(BatchWriter):
                 for kind in self.invoices.dependencies([invoice])
                 for qbo_id, name in self.binder.names_by_qbo(kind).items()
             }
-            reason = describe(result, kind="invoice", number=invoice.number, id_names=names)
+            reason = describe(
+                result,
+                kind="invoice",
+                number=invoice.number,
+                id_names=names,
+                update=bool(record.qbo_id),
+            )
             self.binder.fail(record, reason, error=result)
             return False
         if not record.qbo_id:
@@ -300,8 +306,14 @@ class Exporter(BatchWriter):
             verb = "voided" if qbo_is_void(result) else "updated"
             self.log.event(record, verb, f"Invoice {invoice.number} {verb} in QuickBooks.")
         self._settle_write(self.invoices, record, result)
-        self.invoices.local.apply_payments(invoice, result)
+        self._after_saved(self.invoices, invoice, result)
         return False
+
+    def _after_saved(self, adapter, local, obj: dict) -> None:
+        """An invoice QuickBooks saved from the portal's write: its payments (Balance, and
+        the status they make) taken at once, as QuickBooks holds them."""
+        if adapter is self.invoices:
+            self.invoices.local.apply_payments(local, obj)
 
     def push_updates(self, pairs: list[Pair], *, whole: set[int] | None = None) -> None:
         """Send the portal's changes to invoices the importer decided to push (the portal

@@ -73,6 +73,10 @@ class BatchWriter(Component):
         self._unsaved.append(record)
         self._unsaved_fields |= changed
 
+    def _after_saved(self, adapter: EntityAdapter, local, obj: dict) -> None:
+        """What else the portal takes from ``obj``, QuickBooks' answer to a write of
+        ``local`` (an exporter takes an invoice's payments); nothing here."""
+
     def record_settled(self, adapter: EntityAdapter) -> None:
         """Save what the answers settled since the last call, in one transaction: what they
         changed on the portal records (``adapter.flush``), then their bindings, in bulk. A
@@ -235,6 +239,7 @@ class BatchWriter(Component):
             for record, local, result, operation in outcomes:
                 if isinstance(result, dict):
                     self._settle_write(adapter, record, result)
+                    self._after_saved(adapter, local, result)
                     settled.append((record, local, operation))
             self.record_settled(adapter)
         except Exception:

@@ -639,8 +639,18 @@ def describe(
     name: str = "",
     number: str = "",
     id_names: dict[str, str] | None = None,
+    update: bool = False,
 ) -> str:
-    """The plain-words reason for ``error`` on a record (sentence and fix)."""
+    """The plain-words reason for ``error`` on a record (sentence and fix); ``update``: the
+    write was a change to an object QuickBooks has, not a create."""
+    if isinstance(error, ConnectionFailedError) and error.uncertain and update:
+        # An update is not claimed and replayed as a create is: the next sync compares the
+        # portal with what QuickBooks holds, so it writes the change only if it is missing.
+        return (
+            f"QuickBooks did not answer in time, so it is not known yet whether it saved this "
+            f"change to the {kind}. The next sync reads the {kind} from QuickBooks and sends "
+            "the change again only if QuickBooks does not have it."
+        )
     if isinstance(error, ConnectionFailedError) and error.uncertain:
         return (
             "QuickBooks did not answer in time, so it is not known yet whether the change was "

@@ -4,6 +4,30 @@ checks the lossless tests share (write requests, totals, lines by id)."""
 from decimal import Decimal
 
 
+def _make_in_qbo(qbo_ui, doc, lines, **extra):
+    """An invoice for Amy's Bird Sanctuary made in QuickBooks with ``lines``."""
+    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
+    body = {"CustomerRef": {"value": customer["Id"]}, "TxnDate": "2026-11-20", "Line": lines}
+    if doc is not None:
+        body["DocNumber"] = doc
+    body.update(extra)
+    return qbo_ui.create("Invoice", body)
+
+
+def _paid_in_qbo(qbo_ui, invoice: dict, amount) -> None:
+    """A payment of ``amount`` received in QuickBooks against ``invoice``."""
+    qbo_ui.create(
+        "Payment",
+        {
+            "CustomerRef": invoice["CustomerRef"],
+            "TotalAmt": amount,
+            "Line": [
+                {"Amount": amount, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}
+            ],
+        },
+    )
+
+
 def _item(qbo_ui, name):
     return {"value": qbo_ui.find("Item", Name=name)["Id"], "name": name}
 

@@ -21,6 +21,7 @@ from tests.sync.shapes import (
     _euro_customer,
     _euro_invoice,
     _lines,
+    _make_in_qbo,
     _money,
     _sale,
     _tax,
@@ -34,15 +35,6 @@ def _portal_matches(invoice, obj):
     invoice.refresh_from_db()
     total, tax = _totals(obj)
     return (invoice.total, invoice.tax_total) == (total, tax)
-
-
-def _make_in_qbo(qbo_ui, doc, lines, **extra):
-    customer = qbo_ui.find("Customer", DisplayName="Amy's Bird Sanctuary")
-    body = {"CustomerRef": {"value": customer["Id"]}, "TxnDate": "2026-11-20", "Line": lines}
-    if doc is not None:
-        body["DocNumber"] = doc
-    body.update(extra)
-    return qbo_ui.create("Invoice", body)
 
 
 def _pulled(run_sync, qbo_ui, doc, lines, **extra):

@@ -14,12 +14,21 @@ from integrations.models import Connection
 from integrations.quickbooks import backend as qbo_backend
 from integrations.quickbooks.backend import QuickBooksBackend
 from integrations.quickbooks.errors import AuthenticationError, ReconnectRequired
+from portal.history import change_unit
 from portal.models import Invoice
 from portal.services import invoice_save_lines
 from sync.exporter import Exporter
 from sync.models import SyncLock, SyncRecord
 from tests.sync.conftest import qbo_invoices
-from tests.sync.shapes import _writes
+from tests.sync.shapes import (
+    _bundle,
+    _discount,
+    _make_in_qbo,
+    _paid_in_qbo,
+    _sale,
+    _text,
+    _writes,
+)
 
 
 def _add_line(invoice: Invoice, price: str) -> None:
@@ -555,3 +564,123 @@ def test_an_error_while_recording_what_was_in_flight_leaves_the_runs_own_reason(
     after = run_sync("both")
     later = [m for m in after.events.values_list("message", flat=True) if "UP-" in m]
     assert later == [], later
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["answered", "recorded as the run stops"])
+def test_a_paid_invoice_made_in_quickbooks_and_edited_here_takes_its_new_balance(
+    run_sync, qbo_ui, qbo, wave_of_single_batches, monkeypatch, fault
+):
+    """An invoice made and paid in full in QuickBooks (item, description, bundle and
+    discount lines) is edited here: 75 more to pay. Whether its answer comes back to the
+    loop or is recorded as the run stops (another batch's thread failed), the portal takes
+    QuickBooks' balance and says partly paid, and the next sync writes nothing."""
+    assert run_sync("pull").status == "done"
+    other = _make_in_qbo(qbo_ui, "7001", [_sale(qbo_ui, "Hours", 100, 2, 50)])
+    made = _make_in_qbo(
+        qbo_ui,
+        "7002",
+        [
+            _sale(qbo_ui, "Hours", 100, 2, 50),
+            _text("Phase two"),
+            _bundle(qbo_ui),
+            _sale(qbo_ui, "Design", 150, 2, 75),
+            _discount(qbo_ui, amount=20),
+        ],
+    )
+    _paid_in_qbo(qbo_ui, made, 350)
+    assert run_sync("pull").status == "done"
+    invoice = Invoice.objects.get(number="7002")
+    assert (invoice.status, invoice.amount_paid) == ("paid", Decimal("350.00"))
+    edited = Invoice.objects.get(number="7001")
+    edited.customer_memo = "Edited in the portal"
+    edited.save()
+    with change_unit():  # the line editor: Design from 2 to 3
+        line = invoice.lines.get(kind="item", item__name="Design")
+        line.quantity = Decimal(3)
+        line.amount = line.quantity * line.unit_price
+        line.save()
+        invoice.refresh_totals()
+    if fault:
+        real_write = QuickBooksBackend.write_batch
+
+        def fail_the_other(self, entity, writes, *, request_id, positions=None):
+            if writes[0][1].get("Id") == other["Id"]:
+                time.sleep(0.3)  # 7002 is answered meanwhile
+                raise RuntimeError("unexpected fault in a sending thread")
+            return real_write(self, entity, writes, request_id=request_id, positions=positions)
+
+        monkeypatch.setattr(QuickBooksBackend, "write_batch", fail_the_other)
+    run = run_sync("push")
+    monkeypatch.undo()
+
+    assert run.status == ("failed" if fault else "done"), run.message
+    [obj] = qbo_invoices(qbo_ui, "7002")
+    assert (obj["TotalAmt"], obj["Balance"]) == (425, 75)
+    assert SyncRecord.objects.get(invoice=invoice).sync_token == obj["SyncToken"]
+    invoice.refresh_from_db()
+    assert (invoice.total, invoice.amount_paid, invoice.balance_due, invoice.status) == (
+        Decimal("425.00"),
+        Decimal("350.00"),
+        Decimal("75.00"),
+        "partially_paid",
+    )
+    qbo.app.clear_log()
+    assert run_sync("both").status == "done"
+    assert [w for w in _writes(qbo) if "7002" in str(w)] == []
+
+
+def test_an_update_whose_answer_was_lost_says_so_and_is_not_written_twice(
+    run_sync, qbo_ui, qbo, wave_of_single_batches, monkeypatch
+):
+    """QuickBooks saves an edit to a partly paid invoice made there (discount, bundle,
+    description lines, a private note) but its answer is lost. The reason says what happens
+    to an update (not the replay a create gets), and the next syncs write nothing more: the
+    invoice keeps every line, its note and its payment."""
+    from integrations.quickbooks.errors import ConnectionFailedError
+
+    assert run_sync("pull").status == "done"
+    made = _make_in_qbo(
+        qbo_ui,
+        "7101",
+        [
+            _sale(qbo_ui, "Hours", 100, 2, 50, description="Consulting"),
+            _text("Phase two"),
+            _bundle(qbo_ui),
+            _sale(qbo_ui, "Design", 150, 2, 75),
+            _discount(qbo_ui, percent=10),
+        ],
+        PrivateNote="Kept in QuickBooks",
+    )
+    _paid_in_qbo(qbo_ui, made, 50)
+    assert run_sync("pull").status == "done"
+    invoice = Invoice.objects.get(number="7101")
+    invoice.customer_memo = "Edited in the portal"
+    invoice.save()
+    real_write = QuickBooksBackend.write_batch
+
+    def answer_lost(self, entity, writes, *, request_id, positions=None):
+        real_write(self, entity, writes, request_id=request_id, positions=positions)
+        raise ConnectionFailedError("connection dropped after sending", uncertain=True)
+
+    monkeypatch.setattr(QuickBooksBackend, "write_batch", answer_lost)
+    run_sync("push")
+    monkeypatch.undo()
+
+    details = SyncRecord.objects.get(invoice=invoice).details
+    assert "whether it saved this change to the invoice" in details, details
+    assert "same request" not in details
+    qbo.app.clear_log()
+    assert run_sync("both").status == "done"
+    assert run_sync("both").status == "done"
+    assert _writes(qbo) == []
+    [obj] = qbo_invoices(qbo_ui, "7101")
+    assert [line["DetailType"] for line in obj["Line"]] == [
+        line["DetailType"] for line in made["Line"]
+    ]
+    assert (obj["PrivateNote"], obj["CustomerMemo"]["value"]) == (
+        "Kept in QuickBooks",
+        "Edited in the portal",
+    )
+    invoice.refresh_from_db()
+    assert SyncRecord.objects.get(invoice=invoice).sync_token == obj["SyncToken"]
+    assert (invoice.amount_paid, invoice.status) == (Decimal("50.00"), "partially_paid")

@@ -217,13 +217,13 @@ class BatchWriter(Component):
     def _settle_abandoned(self, adapter: EntityAdapter, answered: deque, in_flight: deque) -> None:
         """The run stops with answers the caller will not settle: those of the batch being
         handed over and of the batches still in flight (waited for here). What QuickBooks
-        saved is settled on its binding, counted and recorded, so an update's new SyncToken
-        is never dropped (the next pull would take the portal's own write back as
-        QuickBooks' change). A create with no answer here stays claimed for the replay; a
-        write refused or not sent stays as it was, for the next run. Best effort: the run's
-        own error goes on whatever happens here: each batch's answers are taken on their own,
-        and the writes are counted and told on the run only once they are recorded (else the
-        next run's replay counts them)."""
+        saved is settled on its binding (an invoice's payments too), recorded, then counted
+        and told on the run, so an update's new SyncToken is never dropped (the next pull
+        would take the portal's own write back as QuickBooks' change). A create with no
+        answer here stays claimed for the replay; a write refused or not sent stays as it
+        was, for the next run. Best effort: the run's own error goes on whatever happens
+        here; each batch's answers are taken on their own, and nothing is counted unless
+        recorded (else the next run's replay counts it again)."""
         outcomes = list(answered)
         answered.clear()
         while in_flight:

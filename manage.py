@@ -10,6 +10,10 @@ def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    from portal.envcheck import allow_stand_in_keys
+
+    allow_stand_in_keys(sys.argv)  # makemigrations and the like need no keys
+
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 from urllib.parse import urlsplit
 
 import environ
@@ -16,11 +17,28 @@ from django.core.exceptions import ImproperlyConfigured
 from portal.known_keys import is_known_key
 
 # Shell commands that print a fresh key. Plain Python, not manage.py: settings refuse to load
-# until the key is set, so no management command could run.
+# until the key is set, so no management command that needs it could run.
 SECRET_KEY_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(50))"'
 TOKEN_KEY_COMMAND = (
     'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 )
+
+# Management commands that read the models and migrations only: they sign, serve, encrypt and
+# decrypt nothing, so they run on a checkout with no keys yet (a fresh clone, CI's migration
+# check). ``check`` is not one of them: it also checks the deployment's settings.
+SCHEMA_COMMANDS = frozenset({"makemigrations", "showmigrations", "sqlmigrate"})
+_stand_in_keys = False
+
+
+def allow_stand_in_keys(argv: list[str]) -> None:
+    """Called by ``manage.py`` with its arguments, before the settings load: for a command of
+    ``SCHEMA_COMMANDS``, a missing ``SECRET_KEY`` or ``TOKEN_ENCRYPTION_KEYS`` becomes a random
+    key for this process alone (never written anywhere, gone when the command ends). Keys that
+    are set are checked as ever. Not an environment variable, so no server or worker can be
+    started this way."""
+    global _stand_in_keys
+    _stand_in_keys = len(argv) > 1 and argv[1] in SCHEMA_COMMANDS
+
 
 EXAMPLES = {
     # A command, never a literal key: whatever is printed here is published.
@@ -82,8 +100,11 @@ class Settings:
     def __init__(self, env: environ.Env):
         self.env = env
 
-    def required_str(self, name: str) -> str:
+    def secret_key(self, name: str) -> str:
+        """A required secret (``allow_stand_in_keys`` may stand in for a missing one)."""
         value = self.env.str(name, default="").strip()
+        if not value and _stand_in_keys:
+            return secrets.token_urlsafe(50)
         if not value:
             raise fail(name, "is missing")
         return value
@@ -149,6 +170,8 @@ class Settings:
 
     def fernet_keys(self, name: str) -> list[str]:
         keys = self.list(name, [])
+        if not keys and _stand_in_keys:
+            return [base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")]
         if not keys:
             raise fail(name, "is missing")
         for position, key in enumerate(keys, start=1):

@@ -22,7 +22,7 @@ if _env_file.is_file():
 config = Settings(env)
 
 # --- Core -------------------------------------------------------------------------------------
-SECRET_KEY = config.required_str("SECRET_KEY")
+SECRET_KEY = config.secret_key("SECRET_KEY")
 if len(SECRET_KEY) < 32:
     raise fail("SECRET_KEY", "is shorter than 32 characters")
 DEBUG = config.bool("DEBUG", False)

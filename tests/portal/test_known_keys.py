@@ -117,7 +117,7 @@ def test_the_scan_finds_keys_in_each_way_the_repository_writes_them():
     [
         "SECRET_KEY=",
         "SECRET_KEY=<the output of: python -c 'import secrets'>",
-        'SECRET_KEY = config.required_str("SECRET_KEY")',
+        'SECRET_KEY = config.secret_key("SECRET_KEY")',
         'raise fail("SECRET_KEY", "is shorter than 32 characters")',
         "SECRET_KEY=${SECRET_KEY_FROM_THE_VAULT_OF_THIS_DEPLOYMENT}",
         "TOKEN_ENCRYPTION_KEYS=not-a-key",

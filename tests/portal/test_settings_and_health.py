@@ -78,6 +78,25 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(overrides, message):
     assert "Traceback" not in result.stderr
 
 
+def test_makemigrations_runs_on_a_checkout_with_no_keys_and_servers_still_refuse():
+    """A fresh clone has no .env: the migration check (which signs, serves and decrypts
+    nothing) runs all the same, while anything that would use the keys still refuses."""
+    no_keys = {"SECRET_KEY": None, "TOKEN_ENCRYPTION_KEYS": None}
+
+    checked = _start(no_keys, "makemigrations", "--check", "--dry-run")
+    assert checked.returncode == 0, checked.stderr
+    assert "No changes detected" in checked.stdout
+
+    for command in ("check", "runserver", "qcluster", "createsuperuser"):
+        refused = _start(no_keys, command)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert "Setting SECRET_KEY is missing" in refused.stderr, command
+    # A key that is set is checked as ever.
+    malformed = _start({"TOKEN_ENCRYPTION_KEYS": "not-a-key"}, "makemigrations", "--check")
+    assert malformed.returncode == 2
+    assert "TOKEN_ENCRYPTION_KEYS has a malformed key" in malformed.stderr
+
+
 # What tests/settings.py set before test runs made fresh keys.
 OLD_TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-django-checks"
 OLD_TEST_TOKEN_KEY = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="
